@@ -1,0 +1,1 @@
+//! (skeleton; see the module owner's branch)

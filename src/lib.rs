@@ -1,0 +1,25 @@
+//! carbonlite: an embeddable Graphite storage engine.
+//!
+//! The pipeline mirrors go-carbon, one module per stage: [`parse`] turns wire bytes into
+//! [`points::Point`]s, [`cache`] holds them sharded in memory, the [`persister`] writes them
+//! through the [`whisper`] engine into files laid out by [`schema`] and [`names`]. [`engine`]
+//! owns the whole pipeline; [`ffi`] is the C boundary and the only place allowed `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod cache;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod ffi;
+pub mod names;
+pub mod parse;
+pub mod persister;
+pub mod points;
+pub mod receiver;
+pub mod schema;
+pub mod stats;
+pub mod tags;
+pub mod whisper;
+
+pub use error::{Error, Result};
+pub use points::Point;

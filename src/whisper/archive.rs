@@ -1,0 +1,1 @@
+//! Reading, writing and propagating points inside one archive.
