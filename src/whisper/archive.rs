@@ -1,1 +1,533 @@
-//! Reading, writing and propagating points inside one archive.
+//! Reading, writing and propagating points inside one archive, point for point as whisper.py
+//! 1.1.x does (`file_update`, `__archive_update_many`, `__propagate`, `__archive_fetch`), but
+//! with batched I/O: a contiguous span of slots is read or written with one call.
+//!
+//! Ring layout: the timestamp stored in an archive's first slot is its *base*; interval `t` lives
+//! in slot `floor((t - base) / spp) mod points`. A base of 0 means "empty": the next write lands
+//! in slot 0 and becomes the base.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::Series;
+use super::format::{
+    AggregationMethod, ArchiveInfo, Header, POINT_SIZE, decode_point, encode_point,
+};
+use crate::error::{Error, Result};
+
+/// whisper.py's `aggregate()`. `neighbors` holds every slot of the propagation window (None =
+/// unknown); it has at least one known value. Python's `max`/`min` keep the first of equal
+/// elements, so comparisons are strict; `sum` adds left to right from 0 (CPython ≤ 3.11 `sum`,
+/// no compensation).
+pub fn aggregate(method: AggregationMethod, neighbors: &[Option<f64>]) -> f64 {
+    let known = neighbors.iter().flatten().copied();
+    let first = known.clone().next().unwrap_or(f64::NAN);
+    match method {
+        AggregationMethod::Average => {
+            let (sum, n) = known.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+            sum / n as f64
+        }
+        AggregationMethod::Sum => known.fold(0.0, |s, v| s + v),
+        AggregationMethod::Last => known.last().unwrap_or(f64::NAN),
+        AggregationMethod::Max => known.fold(first, |m, v| if v > m { v } else { m }),
+        AggregationMethod::Min => known.fold(first, |m, v| if v < m { v } else { m }),
+        AggregationMethod::AvgZero => {
+            let sum = neighbors.iter().fold(0.0, |s, v| s + v.unwrap_or(0.0));
+            sum / neighbors.len() as f64
+        }
+        AggregationMethod::AbsMax => {
+            known.fold(first, |m, v| if v.abs() > m.abs() { v } else { m })
+        }
+        AggregationMethod::AbsMin => {
+            known.fold(first, |m, v| if v.abs() < m.abs() { v } else { m })
+        }
+    }
+}
+
+/// The iteration order of CPython's `set(keys)` for non-negative ints below 2^61 (whose hash is
+/// the value itself), reproducing `setobject.c` (3.x: 8-slot start, 10-slot linear probe runs,
+/// perturbed re-probe, resize at 60% fill to the next power of two above 4×used).
+///
+/// whisper.py propagates to each lower interval in this order, and when a lower archive is
+/// still empty the first successful propagation fixes its base, i.e. where the ring starts on
+/// disk; a byte-identical file needs the same order.
+pub fn py_set_order(keys: impl IntoIterator<Item = u64>) -> Vec<u64> {
+    const MIN_SIZE: usize = 8;
+    const LINEAR_PROBES: usize = 9;
+    const PERTURB_SHIFT: u32 = 5;
+
+    fn next_probe(i: usize, perturb: &mut u64, mask: usize) -> usize {
+        *perturb >>= PERTURB_SHIFT;
+        (i.wrapping_mul(5)
+            .wrapping_add(1)
+            .wrapping_add(*perturb as usize))
+            & mask
+    }
+
+    fn insert(table: &mut [Option<u64>], key: u64, clean: bool) -> bool {
+        let mask = table.len() - 1;
+        let mut perturb = key;
+        let mut i = key as usize & mask;
+        loop {
+            let run = if i + LINEAR_PROBES <= mask {
+                LINEAR_PROBES
+            } else {
+                0
+            };
+            for entry in &mut table[i..=i + run] {
+                match *entry {
+                    None => {
+                        *entry = Some(key);
+                        return true;
+                    }
+                    Some(k) if !clean && k == key => return false,
+                    Some(_) => {}
+                }
+            }
+            i = next_probe(i, &mut perturb, mask);
+        }
+    }
+
+    let mut table: Vec<Option<u64>> = vec![None; MIN_SIZE];
+    let mut used = 0usize;
+    for key in keys {
+        if !insert(&mut table, key, false) {
+            continue;
+        }
+        used += 1;
+        let mask = table.len() - 1;
+        // No deletions happen, so `fill == used`.
+        if used * 5 >= mask * 3 {
+            let min_used = if used > 50_000 { used * 2 } else { used * 4 };
+            let mut size = MIN_SIZE;
+            while size <= min_used {
+                size <<= 1;
+            }
+            let old = std::mem::replace(&mut table, vec![None; size]);
+            for k in old.into_iter().flatten() {
+                insert(&mut table, k, true);
+            }
+        }
+    }
+    table.into_iter().flatten().collect()
+}
+
+/// I/O on the archives of one open file. `bases` caches each archive's non-zero base: once set,
+/// a base only changes by whole laps (`points * spp`), which map every interval to the same slot.
+pub(crate) struct Archives<'a> {
+    pub file: &'a File,
+    pub path: &'a Path,
+    pub header: &'a Header,
+    pub bases: &'a mut [u32],
+}
+
+/// A packed run of consecutive intervals: its first interval and `!Ld` bytes.
+struct Run {
+    start: i64,
+    bytes: Vec<u8>,
+}
+
+fn floor_mod(a: i64, m: i64) -> i64 {
+    a.rem_euclid(m)
+}
+
+fn align(t: i64, step: i64) -> i64 {
+    t - t.rem_euclid(step)
+}
+
+impl Archives<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupt(
+                    self.path,
+                    format!(
+                        "file truncated: cannot read {} bytes at {offset}",
+                        buf.len()
+                    ),
+                )
+            } else {
+                Error::io(self.path, e)
+            }
+        })
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.file
+            .write_all_at(buf, offset)
+            .map_err(|e| Error::io(self.path, e))
+    }
+
+    fn info(&self, index: usize) -> &ArchiveInfo {
+        &self.header.archives[index]
+    }
+
+    /// The archive's base interval, read once and then cached while non-zero.
+    pub fn base(&mut self, index: usize) -> Result<u32> {
+        if self.bases[index] != 0 {
+            return Ok(self.bases[index]);
+        }
+        let mut b = [0u8; POINT_SIZE];
+        self.read_at(&mut b, u64::from(self.info(index).offset))?;
+        let (base, _) = decode_point(&b);
+        self.bases[index] = base;
+        Ok(base)
+    }
+
+    /// Slot of `interval` relative to `base` (Python floor division and modulo).
+    fn slot(&self, index: usize, base: u32, interval: i64) -> usize {
+        let a = self.info(index);
+        let dist = (interval - i64::from(base)).div_euclid(i64::from(a.seconds_per_point));
+        floor_mod(dist, i64::from(a.points)) as usize
+    }
+
+    /// Raw bytes of `count` (≤ points) slots starting at `start`, wrapping at the archive end.
+    fn read_slots(&self, index: usize, start: usize, count: usize) -> Result<Vec<u8>> {
+        let a = self.info(index);
+        let n = a.points as usize;
+        let mut buf = vec![0u8; count * POINT_SIZE];
+        let first = count.min(n - start);
+        let (head, tail) = buf.split_at_mut(first * POINT_SIZE);
+        self.read_at(head, u64::from(a.offset) + (start * POINT_SIZE) as u64)?;
+        if !tail.is_empty() {
+            self.read_at(tail, u64::from(a.offset))?;
+        }
+        Ok(buf)
+    }
+
+    /// Writes packed points starting at slot `start`: up to the archive end, then the rest from
+    /// slot 0 — whisper.py's split write. whisper.py writes an over-long rest straight on into
+    /// the next archive; here it keeps wrapping so that no byte outside the archive changes.
+    fn write_slots(&self, index: usize, start: usize, bytes: &[u8]) -> Result<()> {
+        let a = self.info(index);
+        let size = a.points as usize * POINT_SIZE;
+        let first = bytes.len().min(size - start * POINT_SIZE);
+        self.write_at(
+            &bytes[..first],
+            u64::from(a.offset) + (start * POINT_SIZE) as u64,
+        )?;
+        for chunk in bytes[first..].chunks(size) {
+            self.write_at(chunk, u64::from(a.offset))?;
+        }
+        Ok(())
+    }
+
+    /// whisper.py `file_update` after the coverage check: `archive` covers `timestamp`.
+    pub fn update_one(&mut self, index: usize, interval: i64, value: f64) -> Result<()> {
+        let ts = to_u32(interval)?;
+        let mut point = [0u8; POINT_SIZE];
+        encode_point(&mut point, ts, value);
+        let base = self.base(index)?;
+        let slot = if base == 0 {
+            0
+        } else {
+            self.slot(index, base, interval)
+        };
+        self.write_slots(index, slot, &point)?;
+        if base == 0 {
+            self.bases[index] = ts;
+        }
+        for lower in index + 1..self.header.archives.len() {
+            if !self.propagate(lower - 1, lower, &[interval])? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// whisper.py `__archive_update_many`: `points` are chronological (ties in the order
+    /// whisper.py leaves them) and all belong to archive `index`.
+    pub fn update_many(&mut self, index: usize, points: &[(i64, f64)]) -> Result<()> {
+        let step = i64::from(self.info(index).seconds_per_point);
+        let aligned: Vec<(i64, f64)> = points.iter().map(|&(t, v)| (align(t, step), v)).collect();
+        for &(t, _) in &aligned {
+            to_u32(t)?;
+        }
+        let mut runs: Vec<Run> = Vec::new();
+        let mut previous: Option<i64> = None;
+        for (i, &(interval, value)) in aligned.iter().enumerate() {
+            // The last point of a run of equal intervals wins.
+            if aligned.get(i + 1).is_some_and(|next| next.0 == interval) {
+                continue;
+            }
+            let mut packed = [0u8; POINT_SIZE];
+            encode_point(&mut packed, interval as u32, value);
+            // whisper.py tests `not previousInterval`, so a previous interval of 0 also extends
+            // the current run.
+            let extend = match previous {
+                None | Some(0) => true,
+                Some(p) => interval == p + step,
+            };
+            match runs.last_mut() {
+                Some(run) if extend => run.bytes.extend_from_slice(&packed),
+                _ => runs.push(Run {
+                    start: 0,
+                    bytes: packed.to_vec(),
+                }),
+            }
+            previous = Some(interval);
+            if let (Some(run), Some(p)) = (runs.last_mut(), previous) {
+                run.start = p - step * (run.bytes.len() / POINT_SIZE) as i64 + step;
+            }
+        }
+        let Some(first_run) = runs.first() else {
+            return Ok(());
+        };
+        let mut base = i64::from(self.base(index)?);
+        let empty = base == 0;
+        if empty {
+            base = first_run.start;
+        }
+        for run in &runs {
+            let slot = floor_mod(
+                (run.start - base).div_euclid(step),
+                i64::from(self.info(index).points),
+            ) as usize;
+            self.write_slots(index, slot, &run.bytes)?;
+        }
+        if empty {
+            // Slot 0 now holds the first run's start (or a whole-lap equivalent of it).
+            self.bases[index] = to_u32(base)?;
+        }
+
+        let mut higher = index;
+        for lower in index + 1..self.header.archives.len() {
+            let lspp = i64::from(self.info(lower).seconds_per_point);
+            let intervals: Vec<i64> =
+                py_set_order(aligned.iter().map(|&(t, _)| align(t, lspp) as u64))
+                    .into_iter()
+                    .map(|t| t as i64)
+                    .collect();
+            if !self.propagate(higher, lower, &intervals)? {
+                break;
+            }
+            higher = lower;
+        }
+        Ok(())
+    }
+
+    /// whisper.py `__propagate` for each of `intervals` in order (from `higher` into `lower`);
+    /// true if at least one wrote a point. Reads the higher archive once for all intervals and
+    /// writes the lower points as contiguous runs, with the same final bytes as one write each.
+    fn propagate(&mut self, higher: usize, lower: usize, intervals: &[i64]) -> Result<bool> {
+        if intervals.is_empty() {
+            return Ok(false);
+        }
+        let (h, l) = (*self.info(higher), *self.info(lower));
+        let hspp = i64::from(h.seconds_per_point);
+        let lspp = i64::from(l.seconds_per_point);
+        let per_lower = (l.seconds_per_point / h.seconds_per_point) as usize;
+        let hn = h.points as usize;
+        let starts: Vec<i64> = intervals.iter().map(|&t| align(t, lspp)).collect();
+
+        // One read covering every window: [min, max + lspp) when that fits in the archive, the
+        // whole archive otherwise. With an empty higher archive whisper.py reads every window
+        // from slot 0.
+        let hbase = self.base(higher)?;
+        let lo = *starts.iter().min().unwrap_or(&0);
+        let hi = *starts.iter().max().unwrap_or(&0);
+        let span = ((hi - lo) / hspp) as usize + per_lower;
+        let (buf, whole) = if hbase == 0 {
+            (self.read_slots(higher, 0, per_lower)?, false)
+        } else if span <= hn {
+            let s = self.slot(higher, hbase, lo);
+            (self.read_slots(higher, s, span)?, false)
+        } else {
+            (self.read_slots(higher, 0, hn)?, true)
+        };
+
+        let mut neighbors: Vec<Option<f64>> = vec![None; per_lower];
+        let xff = f64::from(self.header.x_files_factor);
+        let mut results: Vec<(i64, f64)> = Vec::new();
+        for &start in &starts {
+            let first = if hbase == 0 {
+                0
+            } else if whole {
+                self.slot(higher, hbase, start)
+            } else {
+                ((start - lo) / hspp) as usize
+            };
+            let mut known = 0usize;
+            for (i, slot) in neighbors.iter_mut().enumerate() {
+                let idx = if whole { (first + i) % hn } else { first + i };
+                let (ts, value) = decode_point(&buf[idx * POINT_SIZE..]);
+                let expected = start + i as i64 * hspp;
+                *slot = (i64::from(ts) == expected).then_some(value);
+                known += usize::from(slot.is_some());
+            }
+            if known == 0 {
+                continue;
+            }
+            if known as f64 / per_lower as f64 >= xff {
+                results.push((start, aggregate(self.header.aggregation, &neighbors)));
+            }
+        }
+        if results.is_empty() {
+            return Ok(false);
+        }
+
+        // Place in whisper.py's order (later writes to a slot win), then write runs.
+        let mut lbase = self.base(lower)?;
+        let ln = l.points as usize;
+        let mut placed: Vec<(usize, i64, f64)> = Vec::with_capacity(results.len());
+        for &(start, value) in &results {
+            let slot = if lbase == 0 {
+                lbase = to_u32(start)?;
+                0
+            } else {
+                self.slot(lower, lbase, start)
+            };
+            placed.push((slot, start, value));
+        }
+        self.bases[lower] = lbase;
+        // Stable sort by slot, then keep the last of each slot.
+        placed.sort_by_key(|p| p.0);
+        let mut run_start = usize::MAX;
+        let mut bytes: Vec<u8> = Vec::with_capacity(placed.len() * POINT_SIZE);
+        let mut i = 0;
+        while i < placed.len() {
+            let mut j = i;
+            while j + 1 < placed.len() && placed[j + 1].0 == placed[i].0 {
+                j += 1;
+            }
+            let (slot, ts, value) = placed[j];
+            if !bytes.is_empty() && slot != run_start + bytes.len() / POINT_SIZE {
+                self.write_slots(lower, run_start, &bytes)?;
+                bytes.clear();
+            }
+            if bytes.is_empty() {
+                run_start = slot;
+            }
+            let mut p = [0u8; POINT_SIZE];
+            encode_point(&mut p, to_u32(ts)?, value);
+            bytes.extend_from_slice(&p);
+            i = j + 1;
+        }
+        if !bytes.is_empty() {
+            debug_assert!(run_start + bytes.len() / POINT_SIZE <= ln);
+            self.write_slots(lower, run_start, &bytes)?;
+        }
+        Ok(true)
+    }
+
+    /// whisper.py `__archive_fetch` on a range already clamped by the caller.
+    pub fn fetch(&mut self, index: usize, from: i64, until: i64) -> Result<Series> {
+        let a = *self.info(index);
+        let step = i64::from(a.seconds_per_point);
+        let from_interval = align(from, step) + step;
+        let mut until_interval = align(until, step) + step;
+        if from_interval == until_interval {
+            until_interval += step;
+        }
+        let base = self.base(index)?;
+        if base == 0 {
+            let n = ((until_interval - from_interval) / step).max(0) as usize;
+            return Ok(Series {
+                from: from_interval,
+                until: until_interval,
+                step,
+                values: vec![f64::NAN; n],
+            });
+        }
+        let from_slot = self.slot(index, base, from_interval);
+        let until_slot = self.slot(index, base, until_interval);
+        // whisper.py reads from `fromOffset` to `untilOffset`, wrapping once; equal offsets read
+        // the whole archive. So the value count is the slot distance, not (until-from)/step.
+        let n = a.points as usize;
+        let count = if from_slot < until_slot {
+            until_slot - from_slot
+        } else {
+            n - from_slot + until_slot
+        };
+        let buf = self.read_slots(index, from_slot, count)?;
+        let values = buf
+            .chunks_exact(POINT_SIZE)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let (ts, value) = decode_point(chunk);
+                if i64::from(ts) == from_interval + i as i64 * step {
+                    value
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect();
+        Ok(Series {
+            from: from_interval,
+            until: until_interval,
+            step,
+            values,
+        })
+    }
+
+    /// Every slot of archive `index` in file order.
+    pub fn read_all(&self, index: usize) -> Result<Vec<(u32, f64)>> {
+        let n = self.info(index).points as usize;
+        let buf = self.read_slots(index, 0, n)?;
+        Ok(buf.chunks_exact(POINT_SIZE).map(decode_point).collect())
+    }
+}
+
+/// A timestamp as stored on disk; whisper.py fails with `struct.error` outside u32.
+pub(crate) fn to_u32(t: i64) -> Result<u32> {
+    u32::try_from(t).map_err(|_| {
+        Error::TimestampNotCovered(format!("timestamp {t} does not fit in a whisper file"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregate_follows_whisper_py() {
+        let n = [Some(1.0), None, Some(-3.0), Some(3.0), None];
+        assert_eq!(aggregate(AggregationMethod::Average, &n), 1.0 / 3.0);
+        assert_eq!(aggregate(AggregationMethod::Sum, &n), 1.0);
+        assert_eq!(aggregate(AggregationMethod::Last, &n), 3.0);
+        assert_eq!(aggregate(AggregationMethod::Max, &n), 3.0);
+        assert_eq!(aggregate(AggregationMethod::Min, &n), -3.0);
+        assert_eq!(aggregate(AggregationMethod::AvgZero, &n), 1.0 / 5.0);
+        // Ties on |v|: the first one wins.
+        assert_eq!(aggregate(AggregationMethod::AbsMax, &n), -3.0);
+        assert_eq!(
+            aggregate(
+                AggregationMethod::AbsMin,
+                &[Some(2.0), Some(-1.0), Some(1.0)]
+            ),
+            -1.0
+        );
+        assert_eq!(
+            aggregate(AggregationMethod::AbsMax, &[Some(2.0), Some(-2.0)]),
+            2.0
+        );
+        // Left-to-right summation without compensation.
+        assert_eq!(
+            aggregate(AggregationMethod::Sum, &[Some(1e16), Some(1.0), Some(1.0)]),
+            1e16
+        );
+    }
+
+    #[test]
+    fn py_set_order_matches_cpython() {
+        // Captured from CPython 3.11: list(set([...])).
+        assert_eq!(py_set_order([3, 1, 2]), vec![1, 2, 3]);
+        assert_eq!(py_set_order([8, 16, 1]), vec![8, 16, 1]);
+        assert_eq!(
+            py_set_order([1700000040, 1700000100, 1700000160]),
+            vec![1700000040, 1700000100, 1700000160]
+        );
+        assert_eq!(py_set_order([5, 5, 5]), vec![5]);
+        let many: Vec<u64> = (0..100).map(|i| 1_700_000_000 + 60 * i).collect();
+        let order = py_set_order(many.iter().copied());
+        assert_eq!(order.len(), 100);
+        assert_eq!(
+            order[..10],
+            [
+                1700003840, 1700002820, 1700001800, 1700000780, 1700005400, 1700004380, 1700003360,
+                1700002340, 1700001320, 1700000300
+            ]
+        );
+    }
+}

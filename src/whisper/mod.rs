@@ -1,9 +1,8 @@
 //! The whisper engine: Graphite's round-robin file format, byte-compatible with
 //! `whisper` 1.1.x (graphite-project/whisper `whisper.py`).
 //!
-//! CONTRACT (skeleton, to be implemented): the public names below are what the rest of the
-//! crate builds on. `format` holds the byte layout, `archive` the read/write/propagate logic,
-//! `file` the `WhisperFile` handle, `pool` the LRU of open files.
+//! `format` holds the byte layout and header validation, `archive` the read/write/propagate
+//! logic, `file` the `WhisperFile` handle, `pool` the LRU of open files.
 
 pub mod archive;
 pub mod file;
@@ -11,7 +10,7 @@ pub mod format;
 pub mod pool;
 
 pub use file::{CreateOptions, WhisperFile};
-pub use format::{AggregationMethod, ArchiveInfo, Header, Retention};
+pub use format::{AggregationMethod, ArchiveInfo, Header, Retention, validate_archive_list};
 pub use pool::FilePool;
 
 /// A fetched window, whisper.py's `((fromInterval, untilInterval, step), values)` with NaN
@@ -24,6 +23,8 @@ pub struct Series {
     pub until: i64,
     /// Seconds per value.
     pub step: i64,
-    /// `(until - from) / step` values; NaN for gaps.
+    /// `(until - from) / step` values, NaN for gaps. Exception kept from whisper.py: a range
+    /// longer than the archive (only with `fetch_archive`) yields that length modulo the
+    /// archive's point count (1..=points) values.
     pub values: Vec<f64>,
 }
