@@ -186,7 +186,7 @@ fn parse_schemas(text: &str, file: &str) -> Result<Vec<SchemaRule>> {
         ));
     }
     // Stable sort: equal priorities keep file order (go-carbon's `p<<32 - index`).
-    rules.sort_by(|a, b| b.0.cmp(&a.0));
+    rules.sort_by_key(|r| std::cmp::Reverse(r.0));
     Ok(rules.into_iter().map(|(_, r)| r).collect())
 }
 
