@@ -14,7 +14,7 @@
 //! trailing dot carbon writes the hidden file `a/b/.wsp`, which graphite-web never lists, so
 //! carbonlite deliberately maps it to `a/b.wsp` instead.
 //!
-//! Refused with [`Error::InvalidName`] (nothing here can name a path outside the data dir):
+//! Refused with [`crate::Error::InvalidName`] (nothing here can name a path outside the data dir):
 //! an empty name or one with no component left, a name over 4096 bytes, NUL anywhere, `/` in
 //! a component (or in a tag when the readable tagged form is asked for), a component over
 //! 255 bytes (the last one counted with its `.wsp`), and `.`/`..` components (which `.`
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tags::{self, name_error};
 
 /// Longest accepted metric name, in bytes (Linux `PATH_MAX`, go-carbon's limit).
@@ -259,6 +259,7 @@ fn tagged_path(data_dir: &Path, name: &str, mode: TaggedFileName) -> Result<Path
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use proptest::prelude::*;
     use std::path::Component;
 
