@@ -1,1 +1,4 @@
-//! (skeleton; see the module owner's branch)
+//! Wire bytes → [`crate::points::Point`]s. No I/O here: receivers hand buffers in, and the
+//! parsers call back per point so the hot path allocates nothing.
+
+pub mod plain;
