@@ -270,6 +270,20 @@ fn info_matches_script() {
     }
     let (_, c) = compare("info no args", "info", &[], &[]);
     assert_eq!(c.code, Some(1));
+    // Unreadable files: same (empty) stdout and exit code 1 from every reader.
+    let bad = dir.path().join("bad.wsp");
+    std::fs::write(&bad, b"abc").unwrap();
+    let missing = dir.path().join("missing.wsp");
+    for file in [&bad, &missing] {
+        for (name, args) in [
+            ("info", vec![s(file)]),
+            ("fetch", vec![s(file)]),
+            ("dump", vec![s(file)]),
+        ] {
+            let (_, c) = compare(&format!("{name} on {}", file.display()), name, &args, &[]);
+            assert_eq!(c.code, Some(1));
+        }
+    }
 }
 
 #[test]
@@ -536,6 +550,12 @@ fn update_matches_script() {
     );
     run("no args", &|_| vec![], None);
     run("empty stdin", &|_| vec![t.clone()], Some(""));
+    run("blank stdin line", &|_| vec![t.clone()], Some("1:2\n\n"));
+    run(
+        "missing file",
+        &|now| vec![format!("{t}.none"), format!("{now}:1")],
+        None,
+    );
 }
 
 #[test]
