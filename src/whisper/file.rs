@@ -367,3 +367,343 @@ impl WhisperFile {
         self.archives().read_all(index)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whisper::format::{POINT_SIZE, decode_point};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn r(spp: u32, points: u32) -> Retention {
+        Retention::new(spp, points)
+    }
+
+    fn create(
+        dir: &Path,
+        name: &str,
+        rets: &[Retention],
+        m: AggregationMethod,
+        xff: f32,
+    ) -> WhisperFile {
+        WhisperFile::create(&dir.join(name), rets, m, xff, CreateOptions::default()).unwrap()
+    }
+
+    fn pts(v: &[(i64, f64)]) -> Vec<Point> {
+        v.iter().map(|&(t, x)| Point::new(t, x)).collect()
+    }
+
+    #[test]
+    fn create_writes_header_and_zeros_and_refuses_existing() {
+        let dir = tempfile::tempdir().unwrap();
+        let rets = [r(10, 2160), r(60, 10080)];
+        for (name, opts) in [
+            ("a.wsp", CreateOptions::default()),
+            (
+                "b.wsp",
+                CreateOptions {
+                    sparse: true,
+                    fallocate: false,
+                },
+            ),
+            (
+                "c.wsp",
+                CreateOptions {
+                    sparse: false,
+                    fallocate: true,
+                },
+            ),
+        ] {
+            let path = dir.path().join(name);
+            let f =
+                WhisperFile::create(&path, &rets, AggregationMethod::Average, 0.5, opts).unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes.len(), 146_920);
+            assert_eq!(bytes[..40], f.header().encode()[..]);
+            assert!(bytes[40..].iter().all(|&b| b == 0));
+            let again = WhisperFile::create(&path, &rets, AggregationMethod::Sum, 0.5, opts);
+            assert!(matches!(again, Err(Error::AlreadyExists(_))));
+        }
+        // Only the three databases: no temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+        let bad = WhisperFile::create(
+            &dir.path().join("d.wsp"),
+            &[r(10, 5), r(15, 100)],
+            AggregationMethod::Sum,
+            0.5,
+            CreateOptions::default(),
+        );
+        assert!(matches!(bad, Err(Error::InvalidArgument(_))));
+        assert!(!dir.path().join("d.wsp").exists());
+        let missing_dir = WhisperFile::create(
+            &dir.path().join("no/e.wsp"),
+            &rets,
+            AggregationMethod::Sum,
+            0.5,
+            CreateOptions::default(),
+        );
+        assert!(missing_dir.is_err());
+        assert!(matches!(
+            WhisperFile::open(&dir.path().join("zz.wsp")),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn update_fetch_and_propagation_with_xff() {
+        let dir = tempfile::tempdir().unwrap();
+        // 10 s x 12, 60 s x 10: propagation averages six 10 s slots.
+        let mut f = create(
+            dir.path(),
+            "x.wsp",
+            &[r(10, 12), r(60, 10)],
+            AggregationMethod::Average,
+            0.5,
+        );
+        let now = NOW - NOW % 60 + 59;
+        let minute = now - now % 60 - 60;
+        // Two of six known: 33% < 50%, nothing propagates.
+        f.update_many(&pts(&[(minute, 1.0), (minute + 10, 2.0)]), now)
+            .unwrap();
+        let low = f
+            .fetch_archive(minute - 1, Some(minute), now, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(low.from, minute);
+        assert!(low.values[0].is_nan());
+        // Third point: 50% >= 50%, the average of the known values propagates.
+        f.update(6.0, minute + 25, now).unwrap();
+        let low = f
+            .fetch_archive(minute - 1, Some(minute), now, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(low.values, vec![3.0]);
+        let high = f
+            .fetch(minute - 1, Some(minute + 50), now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (high.from, high.until, high.step),
+            (minute, minute + 60, 10)
+        );
+        assert_eq!(high.values[..3], [1.0, 2.0, 6.0]);
+        assert!(high.values[3..].iter().all(|v| v.is_nan()));
+        // Errors and None cases.
+        assert!(matches!(
+            f.update(1.0, now + 1, now),
+            Err(Error::TimestampNotCovered(_))
+        ));
+        assert!(matches!(
+            f.update(1.0, now - 600, now),
+            Err(Error::TimestampNotCovered(_))
+        ));
+        assert!(matches!(
+            f.fetch(now, Some(now - 1), now),
+            Err(Error::InvalidTimeInterval(_))
+        ));
+        assert_eq!(f.fetch(now + 1, Some(now + 100), now).unwrap(), None);
+        // `until` defaults to now, so a future `from` alone is an invalid interval, as in whisper.py.
+        assert!(matches!(
+            f.fetch(now + 1, None, now),
+            Err(Error::InvalidTimeInterval(_))
+        ));
+        assert_eq!(f.fetch(now - 2000, Some(now - 700), now).unwrap(), None);
+        assert!(f.fetch_archive(now - 10, None, now, 2).is_err());
+    }
+
+    #[test]
+    fn each_method_aggregates_like_whisper_py() {
+        let dir = tempfile::tempdir().unwrap();
+        let minute = NOW - NOW % 60;
+        let now = minute + 60;
+        let values = [(0, -4.0), (10, 1.0), (20, 4.0), (40, -1.0)]; // slot 30 and 50 unknown
+        let expected = [
+            (AggregationMethod::Average, 0.0),
+            (AggregationMethod::Sum, 0.0),
+            (AggregationMethod::Last, -1.0),
+            (AggregationMethod::Max, 4.0),
+            (AggregationMethod::Min, -4.0),
+            (AggregationMethod::AvgZero, 0.0),
+            (AggregationMethod::AbsMax, -4.0),
+            (AggregationMethod::AbsMin, 1.0),
+        ];
+        for (m, want) in expected {
+            let mut f = create(
+                dir.path(),
+                &format!("{m}.wsp"),
+                &[r(10, 12), r(60, 10)],
+                m,
+                0.0,
+            );
+            let p: Vec<(i64, f64)> = values.iter().map(|&(o, v)| (minute + o, v + 0.0)).collect();
+            f.update_many(&pts(&p), now).unwrap();
+            let low = f
+                .fetch_archive(minute - 1, Some(minute), now, 1)
+                .unwrap()
+                .unwrap();
+            assert_eq!(low.values, vec![want], "{m}");
+        }
+    }
+
+    #[test]
+    fn duplicates_keep_first_received_and_interval_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = create(
+            dir.path(),
+            "d.wsp",
+            &[r(10, 12)],
+            AggregationMethod::Average,
+            0.5,
+        );
+        let t = NOW - NOW % 10 - 30;
+        // Identical timestamps: first wins. Same interval, later timestamp: later wins.
+        f.update_many(
+            &pts(&[
+                (t, 1.0),
+                (t, 2.0),
+                (t + 10, 5.0),
+                (t + 13, 6.0),
+                (t + 11, 7.0),
+            ]),
+            NOW,
+        )
+        .unwrap();
+        let s = f.fetch(t - 1, Some(t + 10), NOW).unwrap().unwrap();
+        assert_eq!(s.values, vec![1.0, 6.0]);
+    }
+
+    #[test]
+    fn ring_wraps_and_stale_slots_read_as_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = create(
+            dir.path(),
+            "w.wsp",
+            &[r(10, 6)],
+            AggregationMethod::Average,
+            0.5,
+        );
+        let t0 = NOW - NOW % 10;
+        f.update_many(&pts(&[(t0, 1.0), (t0 + 10, 2.0)]), t0 + 10)
+            .unwrap();
+        // Write a run crossing the end of the ring: slots 4, 5, 0, 1.
+        let now = t0 + 70;
+        f.update_many(
+            &pts(&[
+                (t0 + 40, 4.0),
+                (t0 + 50, 5.0),
+                (t0 + 60, 6.0),
+                (t0 + 70, 7.0),
+            ]),
+            now,
+        )
+        .unwrap();
+        let raw = f.read_archive(0).unwrap();
+        let ts: Vec<i64> = raw.iter().map(|p| i64::from(p.0)).collect();
+        assert_eq!(ts, vec![t0 + 60, t0 + 70, 0, 0, t0 + 40, t0 + 50]);
+        let s = f.fetch(now - 60, None, now).unwrap().unwrap();
+        assert_eq!(s.values.len(), 6);
+        assert!(s.values[0].is_nan() && s.values[1].is_nan());
+        assert_eq!(s.values[2..], [4.0, 5.0, 6.0, 7.0]);
+    }
+
+    #[test]
+    fn overlong_future_run_stays_inside_its_archive() {
+        // whisper.py would write the tail of this 10-point run into archive 1; carbonlite wraps.
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = create(
+            dir.path(),
+            "o.wsp",
+            &[r(10, 4), r(20, 10)],
+            AggregationMethod::Sum,
+            0.0,
+        );
+        let t = NOW - NOW % 10;
+        let run: Vec<(i64, f64)> = (0..10).map(|i| (t + 10 * i, i as f64)).collect();
+        f.update_many(&pts(&run), t).unwrap();
+        let raw = f.read_archive(0).unwrap();
+        assert_eq!(
+            raw.iter().map(|p| p.1).collect::<Vec<_>>(),
+            vec![8.0, 9.0, 6.0, 7.0]
+        );
+        let bytes = std::fs::read(f.path()).unwrap();
+        let a1 = f.header().archives[1];
+        for slot in bytes[a1.offset as usize..].chunks(POINT_SIZE) {
+            let (ts, _) = decode_point(slot);
+            assert!(
+                ts == 0 || ts.is_multiple_of(20),
+                "archive 1 got a 10 s point: {ts}"
+            );
+        }
+        assert_eq!(bytes.len() as u64, f.header().file_size());
+    }
+
+    #[test]
+    fn set_aggregation_method_rewrites_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = create(
+            dir.path(),
+            "s.wsp",
+            &[r(10, 12)],
+            AggregationMethod::Average,
+            0.5,
+        );
+        assert_eq!(
+            f.set_aggregation_method(AggregationMethod::Max, None)
+                .unwrap(),
+            AggregationMethod::Average
+        );
+        assert_eq!(
+            f.set_aggregation_method(AggregationMethod::Sum, Some(0.25))
+                .unwrap(),
+            AggregationMethod::Max
+        );
+        assert!(
+            f.set_aggregation_method(AggregationMethod::Sum, Some(1.5))
+                .is_err()
+        );
+        let g = WhisperFile::open_read_only(f.path()).unwrap();
+        assert_eq!(g.header().aggregation, AggregationMethod::Sum);
+        assert_eq!(g.header().x_files_factor, 0.25);
+        let mut g = g;
+        assert!(
+            g.update(1.0, NOW, NOW).is_err(),
+            "read-only handles refuse writes"
+        );
+    }
+
+    #[test]
+    fn truncated_and_corrupt_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = create(
+            dir.path(),
+            "t.wsp",
+            &[r(10, 12), r(60, 10)],
+            AggregationMethod::Average,
+            0.5,
+        );
+        let path = f.path().to_path_buf();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0usize, 5, 16, 30, 40, 100, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(
+                matches!(WhisperFile::open(&path), Err(Error::Corrupt { .. })),
+                "cut at {cut}"
+            );
+        }
+        // Truncated behind an open handle: reads fail cleanly, writes never extend the file.
+        std::fs::write(&path, &bytes).unwrap();
+        let mut f = WhisperFile::open(&path).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(50)
+            .unwrap();
+        assert!(matches!(
+            f.fetch(NOW - 100, None, NOW),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(f.update_many(&pts(&[(NOW - 5, 1.0)]), NOW).is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 50);
+    }
+}

@@ -472,4 +472,114 @@ mod tests {
         assert_eq!(AggregationMethod::from_id(9), None);
         assert_eq!(AggregationMethod::from_name("first"), None);
     }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Bytes written by python whisper 1.1.10 for `create(p, [(10, 2160), (60, 10080)])`.
+    const EXAMPLE: &str =
+        "0000000100093a803f00000000000002000000280000000a00000870000065680000003c00002760";
+
+    fn example() -> Header {
+        let r = [Retention::new(60, 10080), Retention::new(10, 2160)];
+        Header::new(&r, AggregationMethod::Average, 0.5).unwrap()
+    }
+
+    #[test]
+    fn worked_example_golden_bytes() {
+        let h = example();
+        assert_eq!(h.encode(), hex(EXAMPLE));
+        assert_eq!(h.header_size(), 40);
+        assert_eq!(h.file_size(), 146_920);
+        assert_eq!(h.max_retention, 604_800);
+        assert_eq!(h.archives[1].offset, 25_960);
+        assert_eq!(h.archives[0].retention(), 21_600);
+        assert_eq!(h.archives[1].size(), 120_960);
+        let decoded = Header::decode(&hex(EXAMPLE), 146_920, Path::new("x")).unwrap();
+        assert_eq!(decoded, h);
+    }
+
+    #[test]
+    fn validate_archive_list_applies_whisper_rules() {
+        let r = Retention::new;
+        let ok = validate_archive_list(&[r(60, 1440), r(10, 360)]).unwrap();
+        assert_eq!(ok, vec![r(10, 360), r(60, 1440)]);
+        for bad in [
+            vec![],
+            vec![r(10, 100), r(10, 200)],  // same precision
+            vec![r(10, 100), r(15, 1000)], // not a multiple
+            vec![r(10, 100), r(60, 10)],   // lower covers less
+            vec![r(10, 100), r(60, 16)],   // 960 s is not more than 1000 s
+            vec![r(10, 5), r(60, 100)],    // 5 points cannot consolidate 6
+            vec![r(0, 10)],
+            vec![r(10, 0)],
+            vec![r(u32::MAX, 2)],
+        ] {
+            assert!(
+                matches!(validate_archive_list(&bad), Err(Error::InvalidArgument(_))),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(Header::new(&[r(10, 10)], AggregationMethod::Sum, f32::NAN).is_err());
+        assert!(Header::new(&[r(10, 10)], AggregationMethod::Sum, 1.5).is_err());
+    }
+
+    fn corrupt(bytes: &[u8], len: u64) -> String {
+        match Header::decode(bytes, len, Path::new("/x.wsp")) {
+            Err(Error::Corrupt { path, reason }) => {
+                assert_eq!(path, Path::new("/x.wsp"));
+                reason
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_headers_are_errors() {
+        let good = hex(EXAMPLE);
+        let set = |at: usize, v: u32| {
+            let mut b = good.clone();
+            b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+            b
+        };
+        corrupt(&good[..10], 10); // truncated metadata
+        corrupt(&good[..30], 30); // truncated archive infos
+        corrupt(&good, 146_919); // last archive past EOF
+        corrupt(&set(0, 0), 146_920); // aggregation id 0
+        corrupt(&set(0, 9), 146_920); // aggregation id 9
+        corrupt(&set(8, f32::NAN.to_bits()), 146_920);
+        corrupt(&set(8, 2.0f32.to_bits()), 146_920);
+        corrupt(&set(8, (-0.5f32).to_bits()), 146_920);
+        corrupt(&set(12, 0), 146_920); // zero archives
+        corrupt(&set(12, u32::MAX), 146_920); // huge count
+        corrupt(&set(12, 3), 146_920); // count beyond the infos present
+        corrupt(&set(16, 41), 146_920); // archive0 offset not right after the header
+        corrupt(&set(28, 25_961), 146_920); // archives not contiguous
+        corrupt(&set(28, u32::MAX), 146_920); // offset past EOF
+        corrupt(&set(20, 0), 146_920); // spp 0
+        corrupt(&set(24, 0), 146_920); // points 0
+        corrupt(&set(32, 10), 146_920); // same precision twice
+        corrupt(&set(32, 25), 146_920); // not a multiple
+        corrupt(&set(24, u32::MAX), u64::MAX); // size overflows u32
+        corrupt(&set(4, 1), 146_920); // maxRetention inconsistent
+        let mut ok = set(8, 1.0f32.to_bits());
+        assert!(Header::decode(&ok, 146_920, Path::new("x")).is_ok());
+        ok = set(8, 0.0f32.to_bits());
+        assert!(
+            Header::decode(&ok, 200_000, Path::new("x")).is_ok(),
+            "longer files are fine"
+        );
+    }
+
+    #[test]
+    fn points_round_trip() {
+        let mut b = [0u8; POINT_SIZE];
+        encode_point(&mut b, 0x0102_0304, -1.5);
+        assert_eq!(b, [1, 2, 3, 4, 0xbf, 0xf8, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_point(&b), (0x0102_0304, -1.5));
+    }
 }

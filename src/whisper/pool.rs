@@ -79,3 +79,61 @@ impl FilePool {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::whisper::{AggregationMethod, CreateOptions, Retention};
+
+    fn make(dir: &Path, name: &str) -> WhisperFile {
+        let path = dir.join(name);
+        WhisperFile::create(
+            &path,
+            &[Retention::new(10, 6)],
+            AggregationMethod::Average,
+            0.5,
+            CreateOptions::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn get_reuses_handles_and_evicts_least_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = FilePool::new(2);
+        let names = ["a.wsp", "b.wsp", "c.wsp"];
+        for n in names {
+            drop(make(dir.path(), n));
+        }
+        let a1 = pool.get(&dir.path().join("a.wsp")).unwrap();
+        let a2 = pool.get(&dir.path().join("a.wsp")).unwrap();
+        assert!(Arc::ptr_eq(&a1, &a2));
+        pool.get(&dir.path().join("b.wsp")).unwrap();
+        pool.get(&dir.path().join("a.wsp")).unwrap(); // a is now most recent
+        pool.get(&dir.path().join("c.wsp")).unwrap(); // evicts b
+        assert_eq!(pool.len(), 2);
+        let a3 = pool.get(&dir.path().join("a.wsp")).unwrap();
+        assert!(Arc::ptr_eq(&a1, &a3), "a survived eviction");
+        // The evicted handle stays usable by whoever holds it.
+        let now = 1_700_000_000;
+        a1.lock().update(1.0, now, now).unwrap();
+        pool.remove(&dir.path().join("a.wsp"));
+        assert_eq!(pool.len(), 1);
+        assert!(matches!(
+            pool.get(&dir.path().join("missing.wsp")),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn insert_replaces_and_capacity_zero_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = FilePool::new(0);
+        let f = pool.insert(make(dir.path(), "x.wsp"));
+        assert!(Arc::ptr_eq(&f, &pool.get(f.lock().path()).unwrap()));
+        pool.insert(make(dir.path(), "y.wsp"));
+        assert_eq!(pool.len(), 1);
+        assert!(!pool.is_empty());
+    }
+}
