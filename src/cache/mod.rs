@@ -271,8 +271,9 @@ impl Cache {
     /// `try_reserve`, waiting up to `timeout` for a confirm to free room.
     fn reserve_blocking(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        let mut guard = self.adders.lock.lock();
         self.adders.count.fetch_add(1, Ordering::SeqCst);
+        self.wake_poppers(); // they may be pausing before a rebuild: hurry them
+        let mut guard = self.adders.lock.lock();
         let mut timed_out = false;
         let ok = loop {
             if self.try_reserve() {
@@ -327,7 +328,7 @@ impl Cache {
     fn try_pop(&self) -> std::result::Result<Batch, Option<Instant>> {
         loop {
             let now = Instant::now();
-            let hurry = self.flushers.count.load(Ordering::SeqCst) > 0;
+            let hurry = self.in_a_hurry();
             let pending = self.pending.load(Ordering::SeqCst);
             let next = self.writeout.lock().next(pending, hurry, now);
             match next {
@@ -345,6 +346,14 @@ impl Cache {
                 Next::Wait(at) => return Err(at),
             }
         }
+    }
+
+    /// Whether persisters should skip the 100 ms rebuild pause: a flush is waiting, or the
+    /// cache is full (adders are blocked or losing points, so batching more is pointless).
+    fn in_a_hurry(&self) -> bool {
+        self.flushers.count.load(Ordering::SeqCst) > 0
+            || self.adders.count.load(Ordering::SeqCst) > 0
+            || (self.max_size > 0 && self.size.load(Ordering::SeqCst) >= self.max_size)
     }
 
     /// Builds the next write-out snapshot (the caller owns `Writeout::building`).
@@ -377,8 +386,8 @@ impl Cache {
 
     /// `pop`, waiting up to `timeout` for a metric to become writable. Like go-carbon, a
     /// drained queue is rebuilt at most every 100 ms while points keep arriving, so that
-    /// each file update carries more points; a pending [`Cache::wait_persisted`] lifts that
-    /// limit. Persister threads loop on this.
+    /// each file update carries more points; a pending [`Cache::wait_persisted`] or a full
+    /// cache lifts that limit. Persister threads loop on this.
     pub fn pop_wait(&self, timeout: Duration) -> Option<Batch> {
         let deadline = Instant::now().checked_add(timeout);
         let mut timed_out = false;
