@@ -31,7 +31,11 @@ fn persister(
                     );
                     n += 1;
                     if requeue_every > 0 && n.is_multiple_of(requeue_every) {
-                        c.requeue(b, None);
+                        // Alternate plain retries with throttled ones.
+                        let retry = n
+                            .is_multiple_of(2 * requeue_every)
+                            .then(|| Instant::now() + Duration::from_millis(3));
+                        c.requeue(b, retry);
                         continue;
                     }
                     {

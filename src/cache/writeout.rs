@@ -104,6 +104,8 @@ impl Writeout {
         };
         if at <= now {
             self.building = true;
+            // The build recomputes it; requeues during the build lower it (see `install`).
+            self.next_retry = None;
             Next::Build
         } else {
             Next::Wait(Some(at))
@@ -125,7 +127,11 @@ impl Writeout {
         self.queue = names;
         self.building = false;
         self.last_build = Some(now);
-        self.next_retry = next_retry;
+        // Keep retry times set by requeues while the build ran (it may have missed them).
+        self.next_retry = match (self.next_retry, next_retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         cycle
     }
 }
@@ -218,5 +224,13 @@ mod tests {
             _ => panic!("expected to wait for the retry"),
         }
         assert!(matches!(w.next(false, false, r), Next::Build));
+        // A requeue during the build must survive the install.
+        let later = r + Duration::from_secs(1);
+        w.next_retry = Some(later);
+        w.install(VecDeque::new(), None, r);
+        match w.next(false, false, r) {
+            Next::Wait(Some(at)) => assert_eq!(at, later),
+            _ => panic!("retry set during the build was lost"),
+        }
     }
 }
