@@ -118,6 +118,8 @@ pub fn py_set_order(keys: impl IntoIterator<Item = u64>) -> Vec<u64> {
 pub(crate) struct Scratch {
     /// Points of the current call in chronological order.
     pub points: Vec<(i64, f64)>,
+    /// Step-aligned timestamps of the points being written.
+    aligned: Vec<i64>,
     /// Packed runs for the archive being written.
     run_bytes: Vec<u8>,
     /// (first interval, byte range in `run_bytes`) per run.
@@ -149,6 +151,30 @@ fn floor_mod(a: i64, m: i64) -> i64 {
 
 fn align(t: i64, step: i64) -> i64 {
     t - t.rem_euclid(step)
+}
+
+/// whisper.py's `startInterval = previousInterval - step * (numberOfPoints - 1)` for a run
+/// being closed: its first interval, except after the `not previousInterval` quirk.
+fn close_run(run: Option<&mut (i64, usize, usize)>, last: Option<i64>, step: i64) {
+    if let (Some(run), Some(last)) = (run, last) {
+        run.0 = last - step * ((run.2 - run.1) / POINT_SIZE) as i64 + step;
+    }
+}
+
+/// `align(t, step)` for ascending `t`, given the previous result: consecutive points usually
+/// fall in the same or the next interval, which spares a 64-bit division per point.
+#[inline]
+fn align_next(prev: Option<i64>, t: i64, step: i64) -> i64 {
+    if let Some(p) = prev {
+        let d = t.wrapping_sub(p);
+        if (0..step).contains(&d) {
+            return p;
+        }
+        if (step..2 * step).contains(&d) {
+            return p + step;
+        }
+    }
+    align(t, step)
 }
 
 impl Archives<'_> {
@@ -276,21 +302,29 @@ impl Archives<'_> {
     /// whisper.py leaves them) and all belong to archive `index`.
     pub fn update_many(&mut self, index: usize, points: &[(i64, f64)]) -> Result<()> {
         let step = i64::from(self.info(index).seconds_per_point);
+        let mut aligned = std::mem::take(&mut self.scratch.aligned);
+        aligned.clear();
+        let mut prev = None;
         for &(t, _) in points {
-            to_u32(align(t, step))?;
+            let a = align_next(prev, t, step);
+            aligned.push(a);
+            prev = Some(a);
+        }
+        // Ascending, so the ends bound every interval.
+        if let (Some(&lo), Some(&hi)) = (aligned.first(), aligned.last())
+            && let Err(e) = to_u32(lo).and(to_u32(hi))
+        {
+            self.scratch.aligned = aligned;
+            return Err(e);
         }
         let mut bytes = std::mem::take(&mut self.scratch.run_bytes);
         let mut runs = std::mem::take(&mut self.scratch.runs);
         bytes.clear();
         runs.clear();
         let mut previous: Option<i64> = None;
-        for (i, &(t, value)) in points.iter().enumerate() {
-            let interval = align(t, step);
+        for (i, (&interval, &(_, value))) in aligned.iter().zip(points).enumerate() {
             // The last point of a run of equal intervals wins.
-            if points
-                .get(i + 1)
-                .is_some_and(|next| align(next.0, step) == interval)
-            {
+            if aligned.get(i + 1) == Some(&interval) {
                 continue;
             }
             // whisper.py tests `not previousInterval`, so a previous interval of 0 also extends
@@ -300,26 +334,32 @@ impl Archives<'_> {
                 Some(p) => interval == p + step,
             };
             if !extend || runs.is_empty() {
+                close_run(runs.last_mut(), previous, step);
                 runs.push((interval, bytes.len(), bytes.len()));
             }
             let at = bytes.len();
-            bytes.resize(at + POINT_SIZE, 0);
+            bytes.extend_from_slice(&[0u8; POINT_SIZE]);
             encode_point(&mut bytes[at..], interval as u32, value);
             if let Some(run) = runs.last_mut() {
                 run.2 = bytes.len();
-                // whisper.py: startInterval = last interval - step * (points in run - 1).
-                run.0 = interval - step * ((run.2 - run.1) / POINT_SIZE) as i64 + step;
             }
             previous = Some(interval);
         }
+        close_run(runs.last_mut(), previous, step);
         let result = self.write_runs(index, step, &runs, &bytes);
         self.scratch.run_bytes = bytes;
         self.scratch.runs = runs;
-        result?;
+        let result = result.and_then(|()| self.propagate_all(index, &aligned));
+        self.scratch.aligned = aligned;
+        result
+    }
 
+    /// The propagation loop of `__archive_update_many`: down the lower archives while at least
+    /// one interval propagated.
+    fn propagate_all(&mut self, index: usize, aligned: &[i64]) -> Result<()> {
         let mut higher = index;
         for lower in index + 1..self.header.archives.len() {
-            let intervals = self.lower_intervals(lower, points)?;
+            let intervals = self.lower_intervals(lower, aligned)?;
             let propagated = self.propagate(higher, lower, &intervals);
             self.scratch.intervals = intervals;
             if !propagated? {
@@ -357,16 +397,16 @@ impl Archives<'_> {
         Ok(())
     }
 
-    /// The unique lower intervals of `points` (chronological) in the order whisper.py
+    /// The unique lower intervals of `aligned` (ascending) in the order whisper.py
     /// propagates them: CPython set order. That order only shows on disk when the lower
     /// archive is still empty (the first success sets its base) or when two intervals share a
     /// slot; otherwise any order writes the same bytes and the sorted one is used.
-    fn lower_intervals(&mut self, lower: usize, points: &[(i64, f64)]) -> Result<Vec<i64>> {
+    fn lower_intervals(&mut self, lower: usize, aligned: &[i64]) -> Result<Vec<i64>> {
         let lspp = i64::from(self.info(lower).seconds_per_point);
         let mut intervals = std::mem::take(&mut self.scratch.intervals);
         intervals.clear();
-        for &(t, _) in points {
-            let iv = align(t, lspp);
+        for &t in aligned {
+            let iv = align_next(intervals.last().copied(), t, lspp);
             if intervals.last() != Some(&iv) {
                 intervals.push(iv);
             }
@@ -427,11 +467,19 @@ impl Archives<'_> {
         if lbase == 0 {
             lbase = self.base(lower)?;
         }
+        let lspp = i64::from(l.seconds_per_point);
+        let ln = l.points as usize;
+        // (previous start, its `first`, its lower slot): consecutive starts step by one slot,
+        // which spares the divisions below.
+        let mut prev: Option<(i64, usize, usize)> = None;
         for &start in starts {
+            let next_of = prev.filter(|p| start == p.0 + lspp);
             let first = if hbase == 0 {
                 0
             } else if whole {
                 self.slot(higher, hbase, start)
+            } else if let Some((_, f, _)) = next_of {
+                f + per_lower
             } else {
                 ((start - lo) / hspp) as usize
             };
@@ -450,10 +498,13 @@ impl Archives<'_> {
             let slot = if lbase == 0 {
                 lbase = to_u32(start)?;
                 0
+            } else if let Some((_, _, ls)) = next_of {
+                if ls + 1 == ln { 0 } else { ls + 1 }
             } else {
                 self.slot(lower, lbase, start)
             };
             placed.push((slot, start, value));
+            prev = Some((start, first, slot));
         }
         self.scratch.read = buf;
         self.scratch.neighbors = neighbors;
