@@ -587,7 +587,11 @@ impl Archives<'_> {
         } else {
             n - from_slot + until_slot
         };
-        let buf = self.read_slots(index, from_slot, count)?;
+        let mut buf = std::mem::take(&mut self.scratch.read);
+        if let Err(e) = self.read_slots_into(index, from_slot, count, &mut buf) {
+            self.scratch.read = buf;
+            return Err(e);
+        }
         let values = buf
             .chunks_exact(POINT_SIZE)
             .enumerate()
@@ -600,6 +604,7 @@ impl Archives<'_> {
                 }
             })
             .collect();
+        self.scratch.read = buf;
         Ok(Series {
             from: from_interval,
             until: until_interval,
