@@ -270,8 +270,9 @@ impl WhisperFile {
             // Points of this archive: the newest remaining ones with age <= retention.
             let start = chrono[..end].partition_point(|p| now.saturating_sub(p.0) > retention);
             if start < end {
+                // Ascending, so checking both ends checks every aligned timestamp.
                 let step = i64::from(archive.seconds_per_point);
-                for &(t, _) in &chrono[start..end] {
+                for (t, _) in [chrono[start], chrono[end - 1]] {
                     to_u32(t - t.rem_euclid(step))?;
                 }
                 batches.push((index, start..end));
