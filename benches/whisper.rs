@@ -16,14 +16,23 @@ fn shape() -> [Retention; 2] {
 fn bench_whisper(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.wsp");
-    let mut f = WhisperFile::create(&path, &shape(), AggregationMethod::Average, 0.5, CreateOptions::default()).unwrap();
+    let mut f = WhisperFile::create(
+        &path,
+        &shape(),
+        AggregationMethod::Average,
+        0.5,
+        CreateOptions::default(),
+    )
+    .unwrap();
 
     let mut group = c.benchmark_group("whisper");
     group.throughput(Throughput::Elements(60));
     let mut t = START;
     group.bench_function("update_many_60", |b| {
         b.iter(|| {
-            let points: Vec<Point> = (0..60).map(|i| Point::new(t + i * 10, (i % 7) as f64)).collect();
+            let points: Vec<Point> = (0..60)
+                .map(|i| Point::new(t + i * 10, (i % 7) as f64))
+                .collect();
             t += 600;
             f.update_many(black_box(&points), t).unwrap();
         })
@@ -31,12 +40,17 @@ fn bench_whisper(c: &mut Criterion) {
 
     // Fill a full day so that the fetch decodes real points.
     let now = t;
-    let day: Vec<Point> = (0..8640).map(|i| Point::new(now - 86_400 + i * 10, i as f64)).collect();
+    let day: Vec<Point> = (0..8640)
+        .map(|i| Point::new(now - 86_400 + i * 10, i as f64))
+        .collect();
     f.update_many(&day, now).unwrap();
     group.throughput(Throughput::Elements(1));
     group.bench_function("fetch_1d", |b| {
         b.iter(|| {
-            let s = f.fetch(black_box(now - 86_400), None, now).unwrap().unwrap();
+            let s = f
+                .fetch(black_box(now - 86_400), None, now)
+                .unwrap()
+                .unwrap();
             black_box(s.values.len())
         })
     });

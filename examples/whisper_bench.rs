@@ -9,7 +9,11 @@ use carbonlite::points::Point;
 use carbonlite::whisper::{AggregationMethod, CreateOptions, Retention, WhisperFile};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let secs: f64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(2.0);
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(2.0);
     let only = std::env::args().nth(2).unwrap_or_default();
     let budget = Duration::from_secs_f64(secs);
     let (update_budget, fetch_budget) = match only.as_str() {
@@ -21,14 +25,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("bench.wsp");
     let shape = [Retention::new(10, 8640), Retention::new(60, 43200)];
-    let mut f = WhisperFile::create(&path, &shape, AggregationMethod::Average, 0.5, CreateOptions::default())?;
+    let mut f = WhisperFile::create(
+        &path,
+        &shape,
+        AggregationMethod::Average,
+        0.5,
+        CreateOptions::default(),
+    )?;
 
     let mut t: i64 = 1_700_000_000;
     let mut calls = 0u64;
     let start = Instant::now();
     while start.elapsed() < update_budget {
         for _ in 0..100 {
-            let points: Vec<Point> = (0..60).map(|i| Point::new(t + i * 10, (i % 7) as f64)).collect();
+            let points: Vec<Point> = (0..60)
+                .map(|i| Point::new(t + i * 10, (i % 7) as f64))
+                .collect();
             t += 600;
             f.update_many(&points, t)?;
             calls += 1;
@@ -37,14 +49,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let update_secs = start.elapsed().as_secs_f64();
 
     let now = t;
-    let day: Vec<Point> = (0..8640).map(|i| Point::new(now - 86_400 + i * 10, i as f64)).collect();
+    let day: Vec<Point> = (0..8640)
+        .map(|i| Point::new(now - 86_400 + i * 10, i as f64))
+        .collect();
     f.update_many(&day, now)?;
     let mut fetches = 0u64;
     let mut checksum = 0usize;
     let start = Instant::now();
     while start.elapsed() < fetch_budget {
         for _ in 0..10 {
-            let s = f.fetch(now - 86_400, None, now)?.ok_or("fetch returned None")?;
+            let s = f
+                .fetch(now - 86_400, None, now)?
+                .ok_or("fetch returned None")?;
             checksum += s.values.iter().filter(|v| !v.is_nan()).count();
             fetches += 1;
         }
