@@ -113,6 +113,28 @@ pub fn py_set_order(keys: impl IntoIterator<Item = u64>) -> Vec<u64> {
     table.into_iter().flatten().collect()
 }
 
+/// Buffers reused across calls so that a steady stream of updates allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// Points of the current call in chronological order.
+    pub points: Vec<(i64, f64)>,
+    /// Step-aligned timestamps of the points being written.
+    aligned: Vec<i64>,
+    /// Packed runs for the archive being written.
+    run_bytes: Vec<u8>,
+    /// (first interval, byte range in `run_bytes`) per run.
+    runs: Vec<(i64, usize, usize)>,
+    /// Lower intervals to propagate, in whisper.py's order.
+    intervals: Vec<i64>,
+    /// Higher-archive slots read for propagation.
+    read: Vec<u8>,
+    neighbors: Vec<Option<f64>>,
+    /// (slot, interval, value) to write into the lower archive.
+    placed: Vec<(usize, i64, f64)>,
+    /// Packed lower-archive run being written.
+    out: Vec<u8>,
+}
+
 /// I/O on the archives of one open file. `bases` caches each archive's non-zero base: once set,
 /// a base only changes by whole laps (`points * spp`), which map every interval to the same slot.
 pub(crate) struct Archives<'a> {
@@ -120,12 +142,7 @@ pub(crate) struct Archives<'a> {
     pub path: &'a Path,
     pub header: &'a Header,
     pub bases: &'a mut [u32],
-}
-
-/// A packed run of consecutive intervals: its first interval and `!Ld` bytes.
-struct Run {
-    start: i64,
-    bytes: Vec<u8>,
+    pub scratch: &'a mut Scratch,
 }
 
 fn floor_mod(a: i64, m: i64) -> i64 {
@@ -134,6 +151,30 @@ fn floor_mod(a: i64, m: i64) -> i64 {
 
 fn align(t: i64, step: i64) -> i64 {
     t - t.rem_euclid(step)
+}
+
+/// whisper.py's `startInterval = previousInterval - step * (numberOfPoints - 1)` for a run
+/// being closed: its first interval, except after the `not previousInterval` quirk.
+fn close_run(run: Option<&mut (i64, usize, usize)>, last: Option<i64>, step: i64) {
+    if let (Some(run), Some(last)) = (run, last) {
+        run.0 = last - step * ((run.2 - run.1) / POINT_SIZE) as i64 + step;
+    }
+}
+
+/// `align(t, step)` for ascending `t`, given the previous result: consecutive points usually
+/// fall in the same or the next interval, which spares a 64-bit division per point.
+#[inline]
+fn align_next(prev: Option<i64>, t: i64, step: i64) -> i64 {
+    if let Some(p) = prev {
+        let d = t.wrapping_sub(p);
+        if (0..step).contains(&d) {
+            return p;
+        }
+        if (step..2 * step).contains(&d) {
+            return p + step;
+        }
+    }
+    align(t, step)
 }
 
 impl Archives<'_> {
@@ -182,17 +223,30 @@ impl Archives<'_> {
         floor_mod(dist, i64::from(a.points)) as usize
     }
 
-    /// Raw bytes of `count` (≤ points) slots starting at `start`, wrapping at the archive end.
-    fn read_slots(&self, index: usize, start: usize, count: usize) -> Result<Vec<u8>> {
+    /// Reads `count` (≤ points) slots starting at `start` into `buf`, wrapping at the archive end.
+    fn read_slots_into(
+        &self,
+        index: usize,
+        start: usize,
+        count: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let a = self.info(index);
         let n = a.points as usize;
-        let mut buf = vec![0u8; count * POINT_SIZE];
+        buf.clear();
+        buf.resize(count * POINT_SIZE, 0);
         let first = count.min(n - start);
         let (head, tail) = buf.split_at_mut(first * POINT_SIZE);
         self.read_at(head, u64::from(a.offset) + (start * POINT_SIZE) as u64)?;
         if !tail.is_empty() {
             self.read_at(tail, u64::from(a.offset))?;
         }
+        Ok(())
+    }
+
+    fn read_slots(&self, index: usize, start: usize, count: usize) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_slots_into(index, start, count, &mut buf)?;
         Ok(buf)
     }
 
@@ -229,7 +283,15 @@ impl Archives<'_> {
             self.bases[index] = ts;
         }
         for lower in index + 1..self.header.archives.len() {
-            if !self.propagate(lower - 1, lower, &[interval])? {
+            let mut intervals = std::mem::take(&mut self.scratch.intervals);
+            intervals.clear();
+            intervals.push(align(
+                interval,
+                i64::from(self.info(lower).seconds_per_point),
+            ));
+            let propagated = self.propagate(lower - 1, lower, &intervals);
+            self.scratch.intervals = intervals;
+            if !propagated? {
                 break;
             }
         }
@@ -240,66 +302,67 @@ impl Archives<'_> {
     /// whisper.py leaves them) and all belong to archive `index`.
     pub fn update_many(&mut self, index: usize, points: &[(i64, f64)]) -> Result<()> {
         let step = i64::from(self.info(index).seconds_per_point);
-        let aligned: Vec<(i64, f64)> = points.iter().map(|&(t, v)| (align(t, step), v)).collect();
-        for &(t, _) in &aligned {
-            to_u32(t)?;
+        let mut aligned = std::mem::take(&mut self.scratch.aligned);
+        aligned.clear();
+        let mut prev = None;
+        for &(t, _) in points {
+            let a = align_next(prev, t, step);
+            aligned.push(a);
+            prev = Some(a);
         }
-        let mut runs: Vec<Run> = Vec::new();
+        // Ascending, so the ends bound every interval.
+        if let (Some(&lo), Some(&hi)) = (aligned.first(), aligned.last())
+            && let Err(e) = to_u32(lo).and(to_u32(hi))
+        {
+            self.scratch.aligned = aligned;
+            return Err(e);
+        }
+        let mut bytes = std::mem::take(&mut self.scratch.run_bytes);
+        let mut runs = std::mem::take(&mut self.scratch.runs);
+        bytes.clear();
+        runs.clear();
         let mut previous: Option<i64> = None;
-        for (i, &(interval, value)) in aligned.iter().enumerate() {
+        for (i, (&interval, &(_, value))) in aligned.iter().zip(points).enumerate() {
             // The last point of a run of equal intervals wins.
-            if aligned.get(i + 1).is_some_and(|next| next.0 == interval) {
+            if aligned.get(i + 1) == Some(&interval) {
                 continue;
             }
-            let mut packed = [0u8; POINT_SIZE];
-            encode_point(&mut packed, interval as u32, value);
             // whisper.py tests `not previousInterval`, so a previous interval of 0 also extends
             // the current run.
             let extend = match previous {
                 None | Some(0) => true,
                 Some(p) => interval == p + step,
             };
-            match runs.last_mut() {
-                Some(run) if extend => run.bytes.extend_from_slice(&packed),
-                _ => runs.push(Run {
-                    start: 0,
-                    bytes: packed.to_vec(),
-                }),
+            if !extend || runs.is_empty() {
+                close_run(runs.last_mut(), previous, step);
+                runs.push((interval, bytes.len(), bytes.len()));
+            }
+            let at = bytes.len();
+            bytes.extend_from_slice(&[0u8; POINT_SIZE]);
+            encode_point(&mut bytes[at..], interval as u32, value);
+            if let Some(run) = runs.last_mut() {
+                run.2 = bytes.len();
             }
             previous = Some(interval);
-            if let (Some(run), Some(p)) = (runs.last_mut(), previous) {
-                run.start = p - step * (run.bytes.len() / POINT_SIZE) as i64 + step;
-            }
         }
-        let Some(first_run) = runs.first() else {
-            return Ok(());
-        };
-        let mut base = i64::from(self.base(index)?);
-        let empty = base == 0;
-        if empty {
-            base = first_run.start;
-        }
-        for run in &runs {
-            let slot = floor_mod(
-                (run.start - base).div_euclid(step),
-                i64::from(self.info(index).points),
-            ) as usize;
-            self.write_slots(index, slot, &run.bytes)?;
-        }
-        if empty {
-            // Slot 0 now holds the first run's start (or a whole-lap equivalent of it).
-            self.bases[index] = to_u32(base)?;
-        }
+        close_run(runs.last_mut(), previous, step);
+        let result = self.write_runs(index, step, &runs, &bytes);
+        self.scratch.run_bytes = bytes;
+        self.scratch.runs = runs;
+        let result = result.and_then(|()| self.propagate_all(index, &aligned));
+        self.scratch.aligned = aligned;
+        result
+    }
 
+    /// The propagation loop of `__archive_update_many`: down the lower archives while at least
+    /// one interval propagated.
+    fn propagate_all(&mut self, index: usize, aligned: &[i64]) -> Result<()> {
         let mut higher = index;
         for lower in index + 1..self.header.archives.len() {
-            let lspp = i64::from(self.info(lower).seconds_per_point);
-            let intervals: Vec<i64> =
-                py_set_order(aligned.iter().map(|&(t, _)| align(t, lspp) as u64))
-                    .into_iter()
-                    .map(|t| t as i64)
-                    .collect();
-            if !self.propagate(higher, lower, &intervals)? {
+            let intervals = self.lower_intervals(lower, aligned)?;
+            let propagated = self.propagate(higher, lower, &intervals);
+            self.scratch.intervals = intervals;
+            if !propagated? {
                 break;
             }
             higher = lower;
@@ -307,19 +370,71 @@ impl Archives<'_> {
         Ok(())
     }
 
-    /// whisper.py `__propagate` for each of `intervals` in order (from `higher` into `lower`);
-    /// true if at least one wrote a point. Reads the higher archive once for all intervals and
-    /// writes the lower points as contiguous runs, with the same final bytes as one write each.
-    fn propagate(&mut self, higher: usize, lower: usize, intervals: &[i64]) -> Result<bool> {
-        if intervals.is_empty() {
+    fn write_runs(
+        &mut self,
+        index: usize,
+        step: i64,
+        runs: &[(i64, usize, usize)],
+        bytes: &[u8],
+    ) -> Result<()> {
+        let Some(&(first_start, _, _)) = runs.first() else {
+            return Ok(());
+        };
+        let mut base = i64::from(self.base(index)?);
+        let empty = base == 0;
+        if empty {
+            base = first_start;
+        }
+        let n = i64::from(self.info(index).points);
+        for &(start, from, to) in runs {
+            let slot = floor_mod((start - base).div_euclid(step), n) as usize;
+            self.write_slots(index, slot, &bytes[from..to])?;
+        }
+        if empty {
+            // Slot 0 now holds the first run's start (or a whole-lap equivalent of it).
+            self.bases[index] = to_u32(base)?;
+        }
+        Ok(())
+    }
+
+    /// The unique lower intervals of `aligned` (ascending) in the order whisper.py
+    /// propagates them: CPython set order. That order only shows on disk when the lower
+    /// archive is still empty (the first success sets its base) or when two intervals share a
+    /// slot; otherwise any order writes the same bytes and the sorted one is used.
+    fn lower_intervals(&mut self, lower: usize, aligned: &[i64]) -> Result<Vec<i64>> {
+        let lspp = i64::from(self.info(lower).seconds_per_point);
+        let mut intervals = std::mem::take(&mut self.scratch.intervals);
+        intervals.clear();
+        for &t in aligned {
+            let iv = align_next(intervals.last().copied(), t, lspp);
+            if intervals.last() != Some(&iv) {
+                intervals.push(iv);
+            }
+        }
+        let span_fits = match (intervals.first(), intervals.last()) {
+            (Some(&lo), Some(&hi)) => (hi - lo) / lspp < i64::from(self.info(lower).points),
+            _ => true,
+        };
+        if !span_fits || self.base(lower)? == 0 {
+            let order = py_set_order(intervals.iter().map(|&t| t as u64));
+            intervals.clear();
+            intervals.extend(order.into_iter().map(|t| t as i64));
+        }
+        Ok(intervals)
+    }
+
+    /// whisper.py `__propagate` for each of `intervals` (lower-aligned) in order, from `higher`
+    /// into `lower`; true if at least one wrote a point. Reads the higher archive once for all
+    /// intervals and writes the lower points as contiguous runs, with the same final bytes as
+    /// whisper.py's one write per interval.
+    fn propagate(&mut self, higher: usize, lower: usize, starts: &[i64]) -> Result<bool> {
+        if starts.is_empty() {
             return Ok(false);
         }
         let (h, l) = (*self.info(higher), *self.info(lower));
         let hspp = i64::from(h.seconds_per_point);
-        let lspp = i64::from(l.seconds_per_point);
         let per_lower = (l.seconds_per_point / h.seconds_per_point) as usize;
         let hn = h.points as usize;
-        let starts: Vec<i64> = intervals.iter().map(|&t| align(t, lspp)).collect();
 
         // One read covering every window: [min, max + lspp) when that fits in the archive, the
         // whole archive otherwise. With an empty higher archive whisper.py reads every window
@@ -328,23 +443,43 @@ impl Archives<'_> {
         let lo = *starts.iter().min().unwrap_or(&0);
         let hi = *starts.iter().max().unwrap_or(&0);
         let span = ((hi - lo) / hspp) as usize + per_lower;
-        let (buf, whole) = if hbase == 0 {
-            (self.read_slots(higher, 0, per_lower)?, false)
-        } else if span <= hn {
-            let s = self.slot(higher, hbase, lo);
-            (self.read_slots(higher, s, span)?, false)
+        let mut buf = std::mem::take(&mut self.scratch.read);
+        let whole = hbase != 0 && span > hn;
+        let read = if hbase == 0 {
+            self.read_slots_into(higher, 0, per_lower, &mut buf)
+        } else if !whole {
+            self.read_slots_into(higher, self.slot(higher, hbase, lo), span, &mut buf)
         } else {
-            (self.read_slots(higher, 0, hn)?, true)
+            self.read_slots_into(higher, 0, hn, &mut buf)
         };
+        if let Err(e) = read {
+            self.scratch.read = buf;
+            return Err(e);
+        }
 
-        let mut neighbors: Vec<Option<f64>> = vec![None; per_lower];
+        let mut neighbors = std::mem::take(&mut self.scratch.neighbors);
+        neighbors.clear();
+        neighbors.resize(per_lower, None);
+        let mut placed = std::mem::take(&mut self.scratch.placed);
+        placed.clear();
         let xff = f64::from(self.header.x_files_factor);
-        let mut results: Vec<(i64, f64)> = Vec::new();
-        for &start in &starts {
+        let mut lbase = self.bases[lower];
+        if lbase == 0 {
+            lbase = self.base(lower)?;
+        }
+        let lspp = i64::from(l.seconds_per_point);
+        let ln = l.points as usize;
+        // (previous start, its `first`, its lower slot): consecutive starts step by one slot,
+        // which spares the divisions below.
+        let mut prev: Option<(i64, usize, usize)> = None;
+        for &start in starts {
+            let next_of = prev.filter(|p| start == p.0 + lspp);
             let first = if hbase == 0 {
                 0
             } else if whole {
                 self.slot(higher, hbase, start)
+            } else if let Some((_, f, _)) = next_of {
+                f + per_lower
             } else {
                 ((start - lo) / hspp) as usize
             };
@@ -352,39 +487,48 @@ impl Archives<'_> {
             for (i, slot) in neighbors.iter_mut().enumerate() {
                 let idx = if whole { (first + i) % hn } else { first + i };
                 let (ts, value) = decode_point(&buf[idx * POINT_SIZE..]);
-                let expected = start + i as i64 * hspp;
-                *slot = (i64::from(ts) == expected).then_some(value);
+                *slot = (i64::from(ts) == start + i as i64 * hspp).then_some(value);
                 known += usize::from(slot.is_some());
             }
-            if known == 0 {
+            if known == 0 || (known as f64 / per_lower as f64) < xff {
                 continue;
             }
-            if known as f64 / per_lower as f64 >= xff {
-                results.push((start, aggregate(self.header.aggregation, &neighbors)));
-            }
-        }
-        if results.is_empty() {
-            return Ok(false);
-        }
-
-        // Place in whisper.py's order (later writes to a slot win), then write runs.
-        let mut lbase = self.base(lower)?;
-        let ln = l.points as usize;
-        let mut placed: Vec<(usize, i64, f64)> = Vec::with_capacity(results.len());
-        for &(start, value) in &results {
+            let value = aggregate(self.header.aggregation, &neighbors);
+            // Placed in whisper.py's order; the first write into an empty archive sets its base.
             let slot = if lbase == 0 {
                 lbase = to_u32(start)?;
                 0
+            } else if let Some((_, _, ls)) = next_of {
+                if ls + 1 == ln { 0 } else { ls + 1 }
             } else {
                 self.slot(lower, lbase, start)
             };
             placed.push((slot, start, value));
+            prev = Some((start, first, slot));
+        }
+        self.scratch.read = buf;
+        self.scratch.neighbors = neighbors;
+        if placed.is_empty() {
+            self.scratch.placed = placed;
+            return Ok(false);
         }
         self.bases[lower] = lbase;
-        // Stable sort by slot, then keep the last of each slot.
-        placed.sort_by_key(|p| p.0);
-        let mut run_start = usize::MAX;
-        let mut bytes: Vec<u8> = Vec::with_capacity(placed.len() * POINT_SIZE);
+        let result = self.write_placed(lower, &mut placed);
+        self.scratch.placed = placed;
+        result.map(|()| true)
+    }
+
+    /// Writes (slot, interval, value) entries, later entries winning a shared slot, as runs of
+    /// consecutive slots.
+    fn write_placed(&mut self, lower: usize, placed: &mut [(usize, i64, f64)]) -> Result<()> {
+        // Stable sort keeps whisper.py's order among entries of the same slot.
+        if !placed.is_sorted_by_key(|p| p.0) {
+            placed.sort_by_key(|p| p.0);
+        }
+        let mut out = std::mem::take(&mut self.scratch.out);
+        out.clear();
+        let mut run_start = 0usize;
+        let mut result = Ok(());
         let mut i = 0;
         while i < placed.len() {
             let mut j = i;
@@ -392,23 +536,26 @@ impl Archives<'_> {
                 j += 1;
             }
             let (slot, ts, value) = placed[j];
-            if !bytes.is_empty() && slot != run_start + bytes.len() / POINT_SIZE {
-                self.write_slots(lower, run_start, &bytes)?;
-                bytes.clear();
+            if !out.is_empty() && slot != run_start + out.len() / POINT_SIZE {
+                result = self.write_slots(lower, run_start, &out);
+                if result.is_err() {
+                    break;
+                }
+                out.clear();
             }
-            if bytes.is_empty() {
+            if out.is_empty() {
                 run_start = slot;
             }
-            let mut p = [0u8; POINT_SIZE];
-            encode_point(&mut p, to_u32(ts)?, value);
-            bytes.extend_from_slice(&p);
+            let at = out.len();
+            out.resize(at + POINT_SIZE, 0);
+            encode_point(&mut out[at..], ts as u32, value);
             i = j + 1;
         }
-        if !bytes.is_empty() {
-            debug_assert!(run_start + bytes.len() / POINT_SIZE <= ln);
-            self.write_slots(lower, run_start, &bytes)?;
+        if result.is_ok() && !out.is_empty() {
+            result = self.write_slots(lower, run_start, &out);
         }
-        Ok(true)
+        self.scratch.out = out;
+        result
     }
 
     /// whisper.py `__archive_fetch` on a range already clamped by the caller.
@@ -440,7 +587,11 @@ impl Archives<'_> {
         } else {
             n - from_slot + until_slot
         };
-        let buf = self.read_slots(index, from_slot, count)?;
+        let mut buf = std::mem::take(&mut self.scratch.read);
+        if let Err(e) = self.read_slots_into(index, from_slot, count, &mut buf) {
+            self.scratch.read = buf;
+            return Err(e);
+        }
         let values = buf
             .chunks_exact(POINT_SIZE)
             .enumerate()
@@ -453,6 +604,7 @@ impl Archives<'_> {
                 }
             })
             .collect();
+        self.scratch.read = buf;
         Ok(Series {
             from: from_interval,
             until: until_interval,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Series;
-use super::archive::{Archives, to_u32};
+use super::archive::{Archives, Scratch, to_u32};
 use super::format::{AggregationMethod, Header, METADATA_SIZE, Retention};
 use crate::error::{Error, Result};
 use crate::points::Point;
@@ -34,6 +34,8 @@ pub struct WhisperFile {
     writable: bool,
     /// Non-zero archive bases seen so far (0 = not yet known); see `archive::Archives`.
     bases: Vec<u32>,
+    /// Buffers reused by every update.
+    scratch: Scratch,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -89,6 +91,7 @@ impl WhisperFile {
             header,
             writable: true,
             bases,
+            scratch: Scratch::default(),
         })
     }
 
@@ -174,6 +177,7 @@ impl WhisperFile {
             header,
             writable,
             bases,
+            scratch: Scratch::default(),
         })
     }
 
@@ -193,6 +197,7 @@ impl WhisperFile {
             path: &self.path,
             header: &self.header,
             bases: &mut self.bases,
+            scratch: &mut self.scratch,
         }
     }
 
@@ -239,41 +244,47 @@ impl WhisperFile {
         if points.is_empty() {
             return Ok(());
         }
-        let mut sorted: Vec<(i64, f64)> = points.iter().map(|p| (p.timestamp, p.value)).collect();
-        sorted.sort_by_key(|p| std::cmp::Reverse(p.0));
+        // Chronological order as whisper.py leaves it: stable sort newest first, then reversed
+        // per archive, i.e. ascending with equal timestamps in reverse arrival order. Input that
+        // is already strictly ascending (the persister's usual batch) is taken as is.
+        let mut chrono = std::mem::take(&mut self.scratch.points);
+        chrono.clear();
+        chrono.extend(points.iter().map(|p| (p.timestamp, p.value)));
+        if !chrono.windows(2).all(|w| w[0].0 < w[1].0) {
+            chrono.sort_by_key(|p| std::cmp::Reverse(p.0));
+            chrono.reverse();
+        }
+        let result = self.update_chronological(&chrono, now);
+        self.scratch.points = chrono;
+        result
+    }
 
-        // Split into per-archive batches first, so that a timestamp that cannot be stored fails
-        // the call before anything is written.
-        let mut batches: Vec<(usize, Vec<(i64, f64)>)> = Vec::new();
-        let mut index = 0;
-        let count = self.header.archives.len();
-        let mut current: Vec<(i64, f64)> = Vec::new();
-        'points: for &(t, v) in &sorted {
-            let age = now.saturating_sub(t);
-            while i64::from(self.header.archives[index].retention()) < age {
-                if !current.is_empty() {
-                    batches.push((index, std::mem::take(&mut current)));
+    /// Splits chronological points into per-archive slices by age (newest to archive 0, future
+    /// points too; older than every archive dropped) and commits them newest archive first,
+    /// as `file_update_many` does. Every timestamp is checked before anything is written.
+    fn update_chronological(&mut self, chrono: &[(i64, f64)], now: i64) -> Result<()> {
+        let mut batches: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+        let mut end = chrono.len();
+        for (index, archive) in self.header.archives.iter().enumerate() {
+            let retention = i64::from(archive.retention());
+            // Points of this archive: the newest remaining ones with age <= retention.
+            let start = chrono[..end].partition_point(|p| now.saturating_sub(p.0) > retention);
+            if start < end {
+                // Ascending, so checking both ends checks every aligned timestamp.
+                let step = i64::from(archive.seconds_per_point);
+                for (t, _) in [chrono[start], chrono[end - 1]] {
+                    to_u32(t - t.rem_euclid(step))?;
                 }
-                index += 1;
-                if index == count {
-                    break 'points;
-                }
+                batches.push((index, start..end));
             }
-            current.push((t, v));
-        }
-        if index < count && !current.is_empty() {
-            batches.push((index, current));
-        }
-        for (index, batch) in &mut batches {
-            batch.reverse();
-            let step = i64::from(self.header.archives[*index].seconds_per_point);
-            for &(t, _) in batch.iter() {
-                to_u32(t - t.rem_euclid(step))?;
+            end = start;
+            if end == 0 {
+                break;
             }
         }
         let mut archives = self.archives();
-        for (index, batch) in &batches {
-            archives.update_many(*index, batch)?;
+        for (index, range) in batches {
+            archives.update_many(index, &chrono[range])?;
         }
         Ok(())
     }
