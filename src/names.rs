@@ -194,6 +194,25 @@ fn check_whole(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks `name` exactly as [`metric_path`] would, without building the path: the ingest
+/// hot path refuses bad names before they reach the cache, allocation-free.
+pub fn validate(name: &str) -> Result<()> {
+    check_whole(name)?;
+    if tags::is_tagged(name) {
+        // The hashed file name is always valid; the tags themselves are checked by
+        // tags::normalize, which every tagged name goes through before the cache.
+        return Ok(());
+    }
+    let mut components = name.split('.').filter(|c| !c.is_empty()).peekable();
+    if components.peek().is_none() {
+        return Err(name_error(name, "no path component (only dots)"));
+    }
+    while let Some(c) = components.next() {
+        check_component(name, c, components.peek().is_none())?;
+    }
+    Ok(())
+}
+
 /// The whisper file of `name` under `data_dir`, with tagged series in the hashed form (see
 /// the module docs for the layout and every refusal).
 pub fn metric_path(data_dir: &Path, name: &str) -> Result<PathBuf> {
@@ -290,6 +309,16 @@ mod tests {
         assert_eq!(p(".a.b").unwrap(), Path::new("/data/a/b.wsp"));
         assert_eq!(p("a.b.").unwrap(), Path::new("/data/a/b.wsp"));
         assert_eq!(p("...a....b...").unwrap(), Path::new("/data/a/b.wsp"));
+    }
+
+    #[test]
+    fn validate_agrees_with_metric_path() {
+        let long = "x".repeat(300);
+        for name in [
+            "a.b", "", ".", "a..b", "a/b", "a\0b", &long, "ok;t=v", "..", "a.b.",
+        ] {
+            assert_eq!(validate(name).is_ok(), p(name).is_ok(), "{name:?}");
+        }
     }
 
     #[test]

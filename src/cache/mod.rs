@@ -234,6 +234,28 @@ impl Cache {
                 };
             }
         }
+        self.insert_reserved(name, p);
+        Ok(AddOutcome::Added)
+    }
+
+    /// `add` for receivers that must not refuse what they already read off a socket: a full
+    /// cache makes the caller wait up to `timeout` for room whatever the overflow policy, so
+    /// back-pressure reaches the sender. `Error::Full` after the timeout is not counted as
+    /// overflow (the caller retries; nothing was lost).
+    pub fn add_waiting(&self, name: &str, p: Point, timeout: Duration) -> Result<AddOutcome> {
+        if !self.try_reserve() && !self.reserve_blocking(timeout) {
+            return Err(Error::Full {
+                accepted: 0,
+                refused: 1,
+            });
+        }
+        self.insert_reserved(name, p);
+        Ok(AddOutcome::Added)
+    }
+
+    /// Inserts a point whose room is already reserved.
+    #[inline]
+    fn insert_reserved(&self, name: &str, p: Point) {
         let poppable = {
             let mut shard = self.shard(name).lock();
             // Read under the shard lock: see `wait_persisted`.
@@ -243,7 +265,6 @@ impl Cache {
         if poppable {
             self.mark_pending();
         }
-        Ok(AddOutcome::Added)
     }
 
     /// Takes room for one point if `max_size` allows; exact under concurrency (CAS loop).
