@@ -6,8 +6,13 @@ fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
-    let config = cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml")).expect("cbindgen.toml is valid");
-    match cbindgen::Builder::new().with_crate(&crate_dir).with_config(config).generate() {
+    let config = cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml"))
+        .expect("cbindgen.toml is valid");
+    match cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .generate()
+    {
         Ok(b) => {
             b.write_to_file(out.join("carbonlite.h"));
         }

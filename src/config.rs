@@ -1,1 +1,580 @@
-//! (skeleton; see the module owner's branch)
+//! Options in go-carbon.conf's TOML key names (go-carbon `carbon/config.go`).
+//!
+//! A real go-carbon.conf must load unchanged, so every key go-carbon knows is accepted; the ones
+//! carbonlite does not implement are listed in [`Config::ignored`] (the daemon prints them).
+//! A key nobody knows, or a value of the wrong type or range, is an error naming
+//! `[section] key` and the line — a typo must never silently fall back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cache::{Overflow, WriteStrategy};
+use crate::error::{Error, Result};
+use crate::names::NamePolicy;
+
+/// Everything `carbon_open` and the daemon can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[common]`.
+    pub common: CommonConfig,
+    /// `[whisper]`.
+    pub whisper: WhisperConfig,
+    /// `[cache]`.
+    pub cache: CacheConfig,
+    /// `[tcp]`: the plaintext listener.
+    pub tcp: TcpConfig,
+    /// go-carbon keys accepted but not implemented (yet), as `section.key`.
+    pub ignored: Vec<String>,
+}
+
+/// `[common]`.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// Host name substituted for `{host}` in `graph-prefix` (dots become `_`); defaults to the
+    /// machine's host name. carbonlite's own key: a library has no command line to pass it.
+    pub hostname: String,
+    /// Prefix of self-metrics, go-carbon's `carbon.agents.{host}`.
+    pub graph_prefix: String,
+    /// Where self-metrics go: `local` (into this store) or empty (nowhere).
+    pub metric_endpoint: String,
+    /// How often self-metrics are written; zero disables them.
+    pub metric_interval: Duration,
+    /// What to do with names carbon-c-relay would clean (carbonlite's key).
+    pub name_policy: NamePolicy,
+}
+
+/// `[whisper]`.
+#[derive(Debug, Clone)]
+pub struct WhisperConfig {
+    /// Root of the whisper tree.
+    pub data_dir: PathBuf,
+    /// storage-schemas.conf; None = carbon's shipped example.
+    pub schemas_file: Option<PathBuf>,
+    /// storage-aggregation.conf; None = carbon's shipped example.
+    pub aggregation_file: Option<PathBuf>,
+    /// Persister threads.
+    pub workers: usize,
+    /// Cap on update_many calls per second over all workers; 0 = unlimited.
+    pub max_updates_per_second: u32,
+    /// Cap on file creations per second; 0 = unlimited. Throttled metrics wait in the cache.
+    pub max_creates_per_second: u32,
+    /// Create files sparse instead of zero-filled.
+    pub sparse_create: bool,
+    /// When false, points are cached but never written (go-carbon's cache-only mode).
+    pub enabled: bool,
+    /// Bound on whisper files kept open by the persister (carbonlite's key).
+    pub max_open_files: usize,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Points held at most (queued + being written); 0 = unlimited.
+    pub max_size: usize,
+    /// Which metric the persister writes next.
+    pub write_strategy: WriteStrategy,
+    /// What a full cache does to new points (carbonlite's key; go-carbon always drops).
+    pub overflow: Overflow,
+}
+
+/// `[tcp]`.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Whether the listener runs.
+    pub enabled: bool,
+    /// `host:port`; go-carbon's `:2003` form means every address.
+    pub listen: String,
+    /// go-carbon's queue between receiver and cache; carbonlite adds straight into the sharded
+    /// cache, so this only sizes the per-connection read buffer when non-zero.
+    pub buffer_size: usize,
+    /// Connections silent this long are closed (carbonlite's key; go-carbon uses 2 minutes).
+    pub read_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for the embedded library: go-carbon's `NewConfig()` values, except that no
+    /// listener runs unless asked and the data dir is the one given to `carbon_open`.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            common: CommonConfig {
+                hostname: system_hostname(),
+                graph_prefix: "carbon.agents.{host}".into(),
+                metric_endpoint: "local".into(),
+                metric_interval: Duration::from_secs(60),
+                name_policy: NamePolicy::Passthrough,
+            },
+            whisper: WhisperConfig {
+                data_dir: data_dir.into(),
+                schemas_file: None,
+                aggregation_file: None,
+                workers: 2,
+                max_updates_per_second: 0,
+                max_creates_per_second: 0,
+                sparse_create: false,
+                enabled: true,
+                max_open_files: 4096,
+            },
+            cache: CacheConfig {
+                max_size: 1_000_000,
+                write_strategy: WriteStrategy::Max,
+                overflow: Overflow::Error,
+            },
+            tcp: TcpConfig {
+                enabled: false,
+                listen: "127.0.0.1:2003".into(),
+                buffer_size: 0,
+                read_timeout: Duration::from_secs(120),
+            },
+            ignored: Vec::new(),
+        }
+    }
+
+    /// Defaults for the `carbonlite` daemon: the embedded ones with the plaintext listener on
+    /// 127.0.0.1:2003 (go-carbon enables `[tcp]` by default) and whisper files under ./data.
+    pub fn daemon() -> Config {
+        let mut c = Config::embedded("data");
+        c.tcp.enabled = true;
+        c
+    }
+
+    /// Overlays go-carbon.conf TOML `text` on `self`. `file` names the source in errors.
+    pub fn apply_toml(mut self, text: &str, file: &str) -> Result<Config> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+            Error::Config {
+                file: file.into(),
+                line,
+                message: e.message().to_string(),
+            }
+        })?;
+        let mut cx = Cx {
+            file,
+            text,
+            ignored: Vec::new(),
+        };
+        for (section, value) in &table {
+            let Some(t) = value.as_table() else {
+                if section == "logging" && value.is_array() {
+                    cx.ignored.push("logging".into());
+                    continue;
+                }
+                return Err(cx.err(section, "", "expected a [section]".into()));
+            };
+            match section.as_str() {
+                "common" => self.apply_common(&mut cx, t)?,
+                "whisper" => self.apply_whisper(&mut cx, t)?,
+                "cache" => self.apply_cache(&mut cx, t)?,
+                "tcp" => self.apply_tcp(&mut cx, t)?,
+                _ => {
+                    let known = go_carbon_keys(section).ok_or_else(|| {
+                        cx.err(section, "", format!("unknown section [{section}]"))
+                    })?;
+                    for key in t.keys() {
+                        // `[receiver.x]` and nested tables carry free-form protocol options.
+                        if !known.is_empty() && !known.contains(&key.as_str()) {
+                            return Err(cx.err(
+                                section,
+                                key,
+                                format!("unknown key in [{section}]"),
+                            ));
+                        }
+                        cx.ignored.push(format!("{section}.{key}"));
+                    }
+                }
+            }
+        }
+        self.ignored.extend(cx.ignored);
+        Ok(self)
+    }
+
+    /// Reads a go-carbon.conf file over the daemon defaults; relative `data-dir`,
+    /// `schemas-file` and `aggregation-file` stay relative to the working directory, as in
+    /// go-carbon.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::daemon().apply_toml(&text, &path.display().to_string())
+    }
+
+    /// `graph-prefix` with `{host}` substituted (dots in the host become `_`, as go-carbon).
+    pub fn self_metric_prefix(&self) -> String {
+        self.common
+            .graph_prefix
+            .replace("{host}", &self.common.hostname.replace('.', "_"))
+    }
+
+    fn apply_common(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.common;
+            match k.as_str() {
+                "hostname" => c.hostname = cx.string("common", k, v)?,
+                "graph-prefix" => c.graph_prefix = cx.string("common", k, v)?,
+                "metric-endpoint" => {
+                    let s = cx.string("common", k, v)?;
+                    if !matches!(s.as_str(), "" | "local") {
+                        cx.ignored.push(format!(
+                            "common.metric-endpoint={s} (only \"local\" is implemented)"
+                        ));
+                    }
+                    c.metric_endpoint = s;
+                }
+                "metric-interval" => c.metric_interval = cx.duration("common", k, v)?,
+                "name-policy" => {
+                    let s = cx.string("common", k, v)?;
+                    c.name_policy =
+                        match s.as_str() {
+                            "reject" => NamePolicy::Reject,
+                            "sanitize" => NamePolicy::Sanitize,
+                            "passthrough" => NamePolicy::Passthrough,
+                            _ => return Err(cx.err(
+                                "common",
+                                k,
+                                format!(
+                                    "{s:?}: expected \"reject\", \"sanitize\" or \"passthrough\""
+                                ),
+                            )),
+                        };
+                }
+                "user" | "max-cpu" | "logfile" | "log-level" => {
+                    cx.ignored.push(format!("common.{k}"))
+                }
+                _ => return Err(cx.err("common", k, "unknown key in [common]".into())),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_whisper(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let w = &mut self.whisper;
+            match k.as_str() {
+                "data-dir" => w.data_dir = cx.string("whisper", k, v)?.into(),
+                "schemas-file" => w.schemas_file = non_empty(cx.string("whisper", k, v)?),
+                "aggregation-file" => w.aggregation_file = non_empty(cx.string("whisper", k, v)?),
+                "workers" => w.workers = cx.int("whisper", k, v, 1, 1024)? as usize,
+                "max-updates-per-second" => {
+                    w.max_updates_per_second = cx.int("whisper", k, v, 0, u32::MAX as i64)? as u32
+                }
+                "max-creates-per-second" => {
+                    w.max_creates_per_second = cx.int("whisper", k, v, 0, u32::MAX as i64)? as u32
+                }
+                "sparse-create" => w.sparse_create = cx.bool("whisper", k, v)?,
+                "enabled" => w.enabled = cx.bool("whisper", k, v)?,
+                "max-open-files" => {
+                    w.max_open_files = cx.int("whisper", k, v, 1, 1 << 24)? as usize
+                }
+                "quotas-file"
+                | "physical-size-factor"
+                | "flock"
+                | "compressed"
+                | "hash-filenames"
+                | "remove-empty-file"
+                | "online-migration"
+                | "online-migration-rate"
+                | "online-migration-global-scope"
+                | "hard-max-creates-per-second" => cx.ignored.push(format!("whisper.{k}")),
+                _ => return Err(cx.err("whisper", k, "unknown key in [whisper]".into())),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_cache(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        let mut overflow: Option<String> = None;
+        let mut block_timeout = Duration::from_secs(10);
+        for (k, v) in t {
+            match k.as_str() {
+                "max-size" => self.cache.max_size = cx.int("cache", k, v, 0, i64::MAX)? as usize,
+                "write-strategy" => {
+                    let s = cx.string("cache", k, v)?;
+                    self.cache.write_strategy = WriteStrategy::from_name(&s).ok_or_else(|| {
+                        cx.err(
+                            "cache",
+                            k,
+                            format!("{s:?}: expected \"max\", \"sorted\" or \"noop\""),
+                        )
+                    })?;
+                }
+                "overflow" => overflow = Some(cx.string("cache", k, v)?),
+                "block-timeout" => block_timeout = cx.duration("cache", k, v)?,
+                "bloom-size" | "input-buffer" => cx.ignored.push(format!("cache.{k}")),
+                _ => return Err(cx.err("cache", k, "unknown key in [cache]".into())),
+            }
+        }
+        match overflow.as_deref() {
+            None => {
+                if let Overflow::Block(_) = self.cache.overflow {
+                    self.cache.overflow = Overflow::Block(block_timeout);
+                }
+            }
+            Some("error") => self.cache.overflow = Overflow::Error,
+            Some("block") => self.cache.overflow = Overflow::Block(block_timeout),
+            Some("drop") => self.cache.overflow = Overflow::Drop,
+            Some(s) => {
+                return Err(cx.err(
+                    "cache",
+                    "overflow",
+                    format!("{s:?}: expected \"error\", \"block\" or \"drop\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_tcp(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.tcp;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("tcp", k, v)?,
+                "listen" => c.listen = cx.string("tcp", k, v)?,
+                "buffer-size" => c.buffer_size = cx.int("tcp", k, v, 0, 1 << 30)? as usize,
+                "read-timeout" => c.read_timeout = cx.duration("tcp", k, v)?,
+                "compression" => cx.ignored.push(format!("tcp.{k}")),
+                _ => return Err(cx.err("tcp", k, "unknown key in [tcp]".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// go-carbon sections carbonlite does not implement yet, with their keys (empty = free-form).
+fn go_carbon_keys(section: &str) -> Option<&'static [&'static str]> {
+    let keys: &[&str] = match section {
+        "udp" => &["listen", "enabled", "buffer-size", "log-incomplete"],
+        "pickle" => &["listen", "enabled", "buffer-size", "max-message-size"],
+        "carbonlink" => &["listen", "enabled", "read-timeout", "query-timeout"],
+        "grpc" => &["listen", "enabled"],
+        "tags" => &[
+            "enabled",
+            "tagdb-url",
+            "tagdb-timeout",
+            "tagdb-chunk-size",
+            "tagdb-update-interval",
+            "local-dir",
+        ],
+        "dump" => &["enabled", "path", "restore-per-second"],
+        "pprof" => &["listen", "enabled"],
+        "prometheus" => &["enabled", "endpoint", "labels"],
+        "tracing" => &["enabled", "jaegerEndpoint", "stdout", "send_timeout"],
+        "carbonserver" | "receiver" => &[],
+        _ => return None,
+    };
+    Some(keys)
+}
+
+/// Context for typed reads: turns a bad value into an error naming file, line and key.
+struct Cx<'a> {
+    file: &'a str,
+    text: &'a str,
+    ignored: Vec<String>,
+}
+
+impl Cx<'_> {
+    fn err(&self, section: &str, key: &str, message: String) -> Error {
+        let line = find_key_line(self.text, section, key);
+        let what = if key.is_empty() {
+            format!("[{section}]")
+        } else {
+            format!("[{section}] {key}")
+        };
+        Error::Config {
+            file: self.file.into(),
+            line,
+            message: format!("{what}: {message}"),
+        }
+    }
+    fn string(&self, s: &str, k: &str, v: &toml::Value) -> Result<String> {
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| self.err(s, k, format!("expected a string, got {v}")))
+    }
+    fn bool(&self, s: &str, k: &str, v: &toml::Value) -> Result<bool> {
+        v.as_bool()
+            .ok_or_else(|| self.err(s, k, format!("expected true or false, got {v}")))
+    }
+    fn int(&self, s: &str, k: &str, v: &toml::Value, min: i64, max: i64) -> Result<i64> {
+        match v.as_integer() {
+            Some(i) if (min..=max).contains(&i) => Ok(i),
+            Some(i) => Err(self.err(s, k, format!("{i} is out of range {min}..={max}"))),
+            None => Err(self.err(s, k, format!("expected an integer, got {v}"))),
+        }
+    }
+    fn duration(&self, s: &str, k: &str, v: &toml::Value) -> Result<Duration> {
+        let text = self.string(s, k, v)?;
+        parse_go_duration(&text).ok_or_else(|| {
+            self.err(
+                s,
+                k,
+                format!("{text:?} is not a duration like \"1m0s\" or \"500ms\""),
+            )
+        })
+    }
+}
+
+fn non_empty(s: String) -> Option<PathBuf> {
+    if s.is_empty() { None } else { Some(s.into()) }
+}
+
+/// Parses Go's `time.ParseDuration` syntax (`1m0s`, `1.5h`, `300ms`, `0`), as go-carbon.conf
+/// writes durations.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * unit;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Best-effort line of `key` inside `[section]` for error messages (0 when not found).
+fn find_key_line(text: &str, section: &str, key: &str) -> usize {
+    let mut in_section = false;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_section = l.trim_matches(|c| c == '[' || c == ']').trim() == section;
+            if in_section && key.is_empty() {
+                return i + 1;
+            }
+        } else if in_section && !key.is_empty() {
+            let k = l.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if k == key {
+                return i + 1;
+            }
+        }
+    }
+    0
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1m0s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_go_duration("200ms"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "10", "1x", "s", "1m-3s"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn real_go_carbon_conf_loads() {
+        let text = include_str!("../tests/data/go-carbon.conf");
+        let c = Config::daemon().apply_toml(text, "go-carbon.conf").unwrap();
+        assert_eq!(
+            c.whisper.data_dir,
+            PathBuf::from("/var/lib/graphite/whisper")
+        );
+        assert_eq!(c.whisper.workers, 8);
+        assert_eq!(c.cache.max_size, 1_000_000);
+        assert_eq!(c.cache.write_strategy, WriteStrategy::Max);
+        assert!(c.tcp.enabled);
+        assert_eq!(c.tcp.listen, ":2003");
+        assert_eq!(c.common.metric_interval, Duration::from_secs(60));
+        assert!(c.ignored.iter().any(|k| k == "pickle.max-message-size"));
+        assert!(c.ignored.iter().any(|k| k == "carbonserver.trigram-index"));
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let e = Config::embedded("d")
+            .apply_toml("[cache]\nmax-size = 10\nmax-sise = 3\n", "x.conf")
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("x.conf:3") && msg.contains("max-sise"),
+            "{msg}"
+        );
+        let e = Config::embedded("d")
+            .apply_toml("[whisper]\nworkers = \"8\"\n", "x.conf")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("x.conf:2") && e.to_string().contains("workers"),
+            "{e}"
+        );
+        let e = Config::embedded("d")
+            .apply_toml("[cache]\noverflow = \"spill\"\n", "o")
+            .unwrap_err();
+        assert!(e.to_string().contains("overflow"), "{e}");
+        let e = Config::embedded("d")
+            .apply_toml("[nonsense]\na = 1\n", "o")
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown section"), "{e}");
+        let e = Config::embedded("d")
+            .apply_toml("[pickle]\nlisten = 1\nlistne = 2\n", "o")
+            .unwrap_err();
+        assert!(e.to_string().contains("listne"), "{e}");
+        let e = Config::embedded("d")
+            .apply_toml("[cache\n", "o")
+            .unwrap_err();
+        assert!(e.to_string().starts_with("o:1"), "{e}");
+        let e = Config::embedded("d")
+            .apply_toml("[whisper]\nworkers = 0\n", "o")
+            .unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn overflow_modes_and_prefix() {
+        let c = Config::embedded("d")
+            .apply_toml("[cache]\noverflow = \"block\"\nblock-timeout = \"2s\"\n[common]\nhostname = \"a.b\"\n", "o")
+            .unwrap();
+        assert!(matches!(c.cache.overflow, Overflow::Block(d) if d == Duration::from_secs(2)));
+        assert_eq!(c.self_metric_prefix(), "carbon.agents.a_b");
+        let c = Config::embedded("d")
+            .apply_toml("[cache]\noverflow = \"drop\"\n", "o")
+            .unwrap();
+        assert!(matches!(c.cache.overflow, Overflow::Drop));
+        assert!(!Config::embedded("d").tcp.enabled);
+        assert!(Config::daemon().tcp.enabled);
+    }
+}

@@ -1,1 +1,545 @@
-//! (skeleton; see the module owner's branch)
+//! `Carbon`: one embedded carbon node — cache, persister threads, optional TCP listener and
+//! self-metrics — with open / add / fetch / flush / close (go-carbon `carbon/app.go`).
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::cache::{AddOutcome, Cache, CacheOptions};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::names;
+use crate::parse::plain;
+use crate::persister::Persister;
+use crate::points::{Point, unix_now};
+use crate::schema::StorageRules;
+use crate::stats::{Snapshot, Stats};
+use crate::tags;
+use crate::whisper::{FilePool, Retention, Series};
+
+/// State shared by the handle, the persister workers and the listener.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) rules: StorageRules,
+    pub(crate) cache: Cache,
+    pub(crate) stats: Stats,
+    pub(crate) pool: FilePool,
+    pub(crate) shutdown: AtomicBool,
+    /// Text of the persister's most recent failure, for `flush` errors and the daemon's log.
+    pub(crate) last_write_error: Mutex<Option<String>>,
+    /// Addresses the listeners are bound to (to wake their accept calls on close).
+    pub(crate) listen_addrs: Mutex<Vec<std::net::SocketAddr>>,
+    /// Set first on close: listeners stop accepting and connections finish.
+    pub(crate) receivers_stopping: AtomicBool,
+}
+
+/// What `add_lines` did with a buffer: every line is either accepted or counted as rejected.
+#[derive(Debug, Default)]
+pub struct AddLinesOutcome {
+    /// Points now in the cache.
+    pub accepted: u64,
+    /// Lines refused (malformed, bad name, or refused by a full cache).
+    pub rejected: u64,
+    /// Of the rejected, how many a full cache refused.
+    pub refused_full: u64,
+    /// Why the first rejected line was refused.
+    pub first_error: Option<Error>,
+}
+
+/// An embedded carbon node. Every method takes `&self` and is safe to call from any number of
+/// threads at once.
+#[derive(Debug)]
+pub struct Carbon {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl Carbon {
+    /// Creates the data dir if needed, reads the storage rules and starts the persister
+    /// workers, the self-metrics timer and, when `[tcp] enabled`, the listener.
+    pub fn open(config: Config) -> Result<Carbon> {
+        let data_dir = config.whisper.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
+        let rules = StorageRules::load(
+            config.whisper.schemas_file.as_deref(),
+            config.whisper.aggregation_file.as_deref(),
+        )?;
+        let cache = Cache::new(CacheOptions {
+            max_size: config.cache.max_size,
+            write_strategy: config.cache.write_strategy,
+            overflow: config.cache.overflow,
+            ..CacheOptions::default()
+        });
+        let shared = Arc::new(Shared {
+            pool: FilePool::new(config.whisper.max_open_files),
+            rules,
+            cache,
+            stats: Stats::default(),
+            shutdown: AtomicBool::new(false),
+            last_write_error: Mutex::new(None),
+            listen_addrs: Mutex::new(Vec::new()),
+            receivers_stopping: AtomicBool::new(false),
+            config,
+        });
+        let carbon = Carbon {
+            shared: shared.clone(),
+            threads: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        };
+        let mut threads = Vec::new();
+        if shared.config.whisper.enabled {
+            let persister = Arc::new(Persister::new(shared.clone()));
+            for i in 0..shared.config.whisper.workers {
+                let p = persister.clone();
+                threads.push(spawn(format!("carbonlite-persist-{i}"), move || p.run())?);
+            }
+        }
+        if !shared.config.common.metric_interval.is_zero()
+            && shared.config.common.metric_endpoint == "local"
+        {
+            let s = shared.clone();
+            threads.push(spawn("carbonlite-selfmetrics".into(), move || {
+                self_metrics_loop(&s)
+            })?);
+        }
+        if shared.config.tcp.enabled {
+            match crate::receiver::TcpReceiver::start(shared.clone()) {
+                Ok(handles) => threads.extend(handles),
+                Err(e) => {
+                    *carbon.threads.lock() = threads;
+                    carbon.close();
+                    return Err(e);
+                }
+            }
+        }
+        *carbon.threads.lock() = threads;
+        Ok(carbon)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Adds one point. `timestamp == -1` means now, as in carbon's plaintext protocol.
+    pub fn add(&self, metric: &str, value: f64, timestamp: i64) -> Result<()> {
+        let ts = if timestamp == -1 {
+            unix_now()
+        } else {
+            timestamp
+        };
+        if value.is_nan() {
+            self.shared.stats.parse_errors.fetch_add(1, Relaxed);
+            return Err(Error::invalid(format!("{metric}: value is NaN")));
+        }
+        self.shared.add_point(metric, Point::new(ts, value))
+    }
+
+    /// Parses plaintext lines and adds their points, going on past bad lines.
+    pub fn add_lines(&self, buf: &[u8]) -> AddLinesOutcome {
+        self.shared.add_lines(buf, unix_now())
+    }
+
+    /// Returns once every point accepted before the call is in its whisper file. Fails with
+    /// `Error::Io` when points stop making progress because their files cannot be written.
+    pub fn flush(&self) -> Result<()> {
+        self.shared.flush()
+    }
+
+    /// whisper.py's `fetch(from, until)` window with every cached point laid over it.
+    /// `until = None` means now.
+    pub fn fetch(&self, metric: &str, from: i64, until: Option<i64>) -> Result<Series> {
+        self.fetch_at(metric, from, until, unix_now())
+    }
+
+    /// `fetch` with an explicit `now`, for deterministic tests.
+    pub fn fetch_at(
+        &self,
+        metric: &str,
+        from: i64,
+        until: Option<i64>,
+        now: i64,
+    ) -> Result<Series> {
+        self.shared.fetch(metric, from, until, now)
+    }
+
+    /// The address the TCP listener is bound to, once it runs (useful with port 0).
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.listen_addrs.lock().first().copied()
+    }
+
+    /// Counters and cache gauges.
+    pub fn stats(&self) -> Snapshot {
+        self.shared.snapshot()
+    }
+
+    /// Stops the listener, flushes everything, stops the workers. Idempotent; `Drop` calls it.
+    pub fn close(&self) {
+        if self.closed.swap(true, Relaxed) {
+            return;
+        }
+        crate::receiver::stop_listeners(&self.shared);
+        // Everything accepted must reach disk before the workers stop.
+        if self.shared.config.whisper.enabled {
+            let _ = self.shared.flush();
+        }
+        self.shared.shutdown.store(true, Relaxed);
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Carbon {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| Error::io(name, e))
+}
+
+impl Shared {
+    /// Applies tag normalisation and the name policy; the result is the cache key and names
+    /// the file, so both always agree.
+    pub(crate) fn canonical_name<'a>(&self, metric: &'a str) -> Result<Cow<'a, str>> {
+        let name: Cow<'a, str> = if tags::is_tagged(metric) {
+            Cow::Owned(tags::normalize(metric)?)
+        } else {
+            Cow::Borrowed(metric)
+        };
+        let name = match names::apply_policy(self.config.common.name_policy, &name)? {
+            Cow::Borrowed(_) => name,
+            Cow::Owned(s) => Cow::Owned(s),
+        };
+        names::validate(&name)?;
+        Ok(name)
+    }
+
+    pub(crate) fn add_point(&self, metric: &str, p: Point) -> Result<()> {
+        let name = match self.canonical_name(metric) {
+            Ok(n) => n,
+            Err(e) => {
+                self.stats.name_errors.fetch_add(1, Relaxed);
+                return Err(e);
+            }
+        };
+        match self.cache.add(&name, p) {
+            Ok(AddOutcome::Added) => {
+                self.stats.metrics_received.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Ok(AddOutcome::Dropped) => {
+                self.stats.overflow.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, Error::Full { .. }) {
+                    self.stats.overflow.fetch_add(1, Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `add_point` for receivers: a full cache makes the caller wait for room instead of
+    /// refusing (so a socket stops being read), and waiting is not counted as overflow.
+    pub(crate) fn add_point_waiting(&self, metric: &str, p: Point) -> Result<()> {
+        let name = match self.canonical_name(metric) {
+            Ok(n) => n,
+            Err(e) => {
+                self.stats.name_errors.fetch_add(1, Relaxed);
+                return Err(e);
+            }
+        };
+        if matches!(self.config.cache.overflow, crate::cache::Overflow::Drop) {
+            // The operator chose go-carbon's behaviour: drop and count.
+            return self.add_point(metric, p);
+        }
+        loop {
+            match self.cache.add_waiting(&name, p, Duration::from_millis(100)) {
+                Ok(_) => {
+                    self.stats.metrics_received.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
+                Err(Error::Full { .. }) if !self.shutdown.load(Relaxed) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) fn add_lines(&self, buf: &[u8], now: i64) -> AddLinesOutcome {
+        // Both callbacks record into the same outcome; they never run at the same time.
+        let out = std::cell::RefCell::new(AddLinesOutcome::default());
+        let (_, parse_errors) = plain::for_each_line(
+            buf,
+            now,
+            |name, p| {
+                let r = self.add_point(name, p);
+                let mut o = out.borrow_mut();
+                match r {
+                    Ok(()) => o.accepted += 1,
+                    Err(e) => {
+                        o.rejected += 1;
+                        if matches!(e, Error::Full { .. }) {
+                            o.refused_full += 1;
+                        }
+                        o.first_error.get_or_insert(e);
+                    }
+                }
+            },
+            |e| {
+                let mut o = out.borrow_mut();
+                o.rejected += 1;
+                o.first_error.get_or_insert(e);
+            },
+        );
+        self.stats.parse_errors.fetch_add(parse_errors, Relaxed);
+        out.into_inner()
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        let target = self.cache.seq();
+        let mut last_progress = Instant::now();
+        let mut last_committed = self.stats.committed_points.load(Relaxed);
+        let errors_before =
+            self.stats.write_errors.load(Relaxed) + self.stats.corrupt_files.load(Relaxed);
+        loop {
+            if self
+                .cache
+                .wait_persisted(target, Some(Duration::from_millis(100)))
+            {
+                return Ok(());
+            }
+            let committed = self.stats.committed_points.load(Relaxed);
+            if committed != last_committed {
+                last_committed = committed;
+                last_progress = Instant::now();
+            }
+            let errors =
+                self.stats.write_errors.load(Relaxed) + self.stats.corrupt_files.load(Relaxed);
+            // Failing files are retried with backoff; report them instead of waiting forever.
+            if errors > errors_before && last_progress.elapsed() > Duration::from_secs(5) {
+                let why = self.last_write_error.lock().clone().unwrap_or_default();
+                return Err(Error::io(
+                    self.config.whisper.data_dir.clone(),
+                    std::io::Error::other(format!(
+                        "points still cached after write failures ({why}); they are retried"
+                    )),
+                ));
+            }
+            if !self.config.whisper.enabled {
+                return Err(Error::invalid(
+                    "flush: [whisper] enabled = false, points are never written",
+                ));
+            }
+        }
+    }
+
+    pub(crate) fn metric_path(&self, name: &str) -> Result<PathBuf> {
+        names::metric_path(&self.config.whisper.data_dir, name)
+    }
+
+    pub(crate) fn fetch(
+        &self,
+        metric: &str,
+        from: i64,
+        until: Option<i64>,
+        now: i64,
+    ) -> Result<Series> {
+        let name = self.canonical_name(metric)?;
+        let path = self.metric_path(&name)?;
+        let cached = self.cache.get(&name);
+        let series = match self.pool.get(&path) {
+            Ok(file) => file.lock().fetch(from, until, now)?,
+            Err(Error::NotFound(_)) if cached.is_some() => {
+                let rules = self.rules.rules_for(&name);
+                empty_window(&rules.retentions, from, until, now)?
+            }
+            Err(Error::NotFound(_)) => return Err(Error::NotFound(name.into_owned())),
+            Err(e) => return Err(e),
+        };
+        let mut series = series.unwrap_or(Series {
+            from: 0,
+            until: 0,
+            step: 0,
+            values: Vec::new(),
+        });
+        if let Some(points) = cached {
+            self.stats.cache_queries.fetch_add(1, Relaxed);
+            overlay(&mut series, &points);
+        }
+        Ok(series)
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut s = self.stats.snapshot();
+        s.cache_size = self.cache.size() as u64;
+        s.cache_metrics = self.cache.metrics() as u64;
+        s.cache_max_size = self.config.cache.max_size as u64;
+        s.not_confirmed = self.cache.not_confirmed() as u64;
+        s.workers = if self.config.whisper.enabled {
+            self.config.whisper.workers as u64
+        } else {
+            0
+        };
+        s
+    }
+}
+
+/// Lays cached points over a fetched window the way graphite-web merges carbonlink answers:
+/// each point goes to its interval (`ts - ts % step`); for one interval the newest timestamp
+/// wins. Points are sorted ascending, so a plain overwrite does that.
+fn overlay(series: &mut Series, points: &[Point]) {
+    if series.step <= 0 {
+        return;
+    }
+    for p in points {
+        let interval = p.timestamp - p.timestamp.rem_euclid(series.step);
+        if interval >= series.from && interval < series.until {
+            let i = ((interval - series.from) / series.step) as usize;
+            if let Some(v) = series.values.get_mut(i) {
+                *v = p.value;
+            }
+        }
+    }
+}
+
+/// whisper.py's fetch window for a file that does not exist yet, computed from the retentions
+/// its schema will give it, all gaps. Same clamping and archive choice as `file_fetch`.
+fn empty_window(
+    retentions: &[Retention],
+    from: i64,
+    until: Option<i64>,
+    now: i64,
+) -> Result<Option<Series>> {
+    let until = until.unwrap_or(now);
+    if from > until {
+        return Err(Error::InvalidTimeInterval(format!(
+            "from {from} is after until {until}"
+        )));
+    }
+    let max_retention = retentions
+        .iter()
+        .map(|r| r.seconds_per_point as i64 * r.points as i64)
+        .max()
+        .unwrap_or(0);
+    let oldest = now - max_retention;
+    if from > now || until < oldest {
+        return Ok(None);
+    }
+    let from = from.max(oldest);
+    let until = until.min(now);
+    let diff = now - from;
+    let Some(archive) = retentions
+        .iter()
+        .find(|r| r.seconds_per_point as i64 * r.points as i64 >= diff)
+        .or_else(|| retentions.last())
+    else {
+        return Ok(None);
+    };
+    let step = archive.seconds_per_point as i64;
+    let from_interval = from - from.rem_euclid(step) + step;
+    let mut until_interval = until - until.rem_euclid(step) + step;
+    if from_interval == until_interval {
+        until_interval += step;
+    }
+    let n = ((until_interval - from_interval) / step) as usize;
+    Ok(Some(Series {
+        from: from_interval,
+        until: until_interval,
+        step,
+        values: vec![f64::NAN; n],
+    }))
+}
+
+fn self_metrics_loop(shared: &Shared) {
+    let prefix = shared.config.self_metric_prefix();
+    let interval = shared.config.common.metric_interval;
+    let mut prev = shared.snapshot();
+    let mut next = Instant::now() + interval;
+    while !shared.shutdown.load(Relaxed) {
+        let now = Instant::now();
+        if now < next {
+            // Short naps so close() never waits a whole interval.
+            std::thread::sleep((next - now).min(Duration::from_millis(100)));
+            continue;
+        }
+        next += interval;
+        let snap = shared.snapshot();
+        let ts = unix_now();
+        for (name, value) in snap.self_metrics(&prev) {
+            let _ = shared.add_point(&format!("{prefix}.{name}"), Point::new(ts, value));
+        }
+        prev = snap;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_keeps_newest_per_interval() {
+        let mut s = Series {
+            from: 100,
+            until: 160,
+            step: 10,
+            values: vec![f64::NAN; 6],
+        };
+        overlay(
+            &mut s,
+            &[
+                Point::new(95, 9.0),
+                Point::new(101, 1.0),
+                Point::new(109, 2.0),
+                Point::new(150, 5.0),
+                Point::new(160, 6.0),
+            ],
+        );
+        assert_eq!(s.values[0], 2.0);
+        assert!(s.values[1].is_nan());
+        assert_eq!(s.values[5], 5.0);
+    }
+
+    #[test]
+    fn empty_window_matches_whisper_rules() {
+        let r = [
+            Retention {
+                seconds_per_point: 10,
+                points: 360,
+            },
+            Retention {
+                seconds_per_point: 60,
+                points: 1440,
+            },
+        ];
+        let now = 1_000_000;
+        let s = empty_window(&r, now - 600, None, now).unwrap().unwrap();
+        assert_eq!(
+            (s.from, s.until, s.step, s.values.len()),
+            (now - 600 + 10, now + 10, 10, 60)
+        );
+        let s = empty_window(&r, now - 7200, Some(now), now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.step, 60);
+        assert!(
+            empty_window(&r, now + 10, Some(now + 20), now)
+                .unwrap()
+                .is_none()
+        );
+        assert!(empty_window(&r, now - 10, Some(now - 20), now).is_err());
+    }
+}

@@ -83,12 +83,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error about `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A corruption error about `path`.
     pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Corrupt { path: path.into(), reason: reason.into() }
+        Error::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     /// An invalid-argument error.
@@ -99,7 +105,10 @@ impl Error {
     /// Whether this is a full disk or quota failure (ENOSPC / EDQUOT), which callers retry.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            Error::Io { source, .. } => matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)),
+            Error::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ),
             _ => false,
         }
     }

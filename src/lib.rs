@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod error;
+#[allow(unsafe_code)] // the C boundary is the one place raw pointers are handled
 pub mod ffi;
 pub mod names;
 pub mod parse;

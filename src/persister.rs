@@ -1,1 +1,214 @@
-//! (skeleton; see the module owner's branch)
+//! Persister workers: pop a metric's points from the cache, write them with whisper
+//! update_many, confirm (go-carbon `persister/whisper.go`).
+//!
+//! Nothing is dropped here: a metric whose file may not be created yet (throttled) or cannot
+//! be written (I/O error, full disk, corrupt file) goes back into the cache with a retry time
+//! and the failure is counted; every other metric goes on.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::cache::Batch;
+use crate::engine::Shared;
+use crate::error::{Error, Result};
+use crate::points::unix_now;
+use crate::whisper::{CreateOptions, WhisperFile};
+
+/// Longest wait before a failing file is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// First wait after a failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The workers' shared state: throttles and the pipeline.
+#[derive(Debug)]
+pub(crate) struct Persister {
+    shared: Arc<Shared>,
+    updates: Option<Mutex<RateLimiter>>,
+    creates: Option<Mutex<RateLimiter>>,
+    /// Consecutive failures per metric decide its backoff; small, bounded by failing metrics.
+    failures: Mutex<std::collections::HashMap<Arc<str>, u32>>,
+}
+
+/// A token bucket refilled continuously, burst = one second's worth.
+#[derive(Debug)]
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(per_second: u32) -> Self {
+        RateLimiter {
+            rate: per_second as f64,
+            tokens: per_second as f64,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn try_take(&mut self) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(self.rate.max(1.0));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
+enum Outcome {
+    Written(usize),
+    Throttled(Duration),
+}
+
+impl Persister {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let w = &shared.config.whisper;
+        let limiter = |n: u32| (n > 0).then(|| Mutex::new(RateLimiter::new(n)));
+        Persister {
+            updates: limiter(w.max_updates_per_second),
+            creates: limiter(w.max_creates_per_second),
+            failures: Mutex::new(Default::default()),
+            shared,
+        }
+    }
+
+    /// One worker's loop; returns when the engine shuts down.
+    pub(crate) fn run(&self) {
+        while !self.shared.shutdown.load(Relaxed) {
+            let Some(batch) = self.shared.cache.pop_wait(Duration::from_millis(100)) else {
+                continue;
+            };
+            if let Some(limiter) = &self.updates {
+                loop {
+                    let wait = limiter.lock().try_take();
+                    match wait {
+                        Ok(()) => break,
+                        Err(d) => std::thread::sleep(d.min(Duration::from_millis(100))),
+                    }
+                }
+            }
+            // A panic in one file's update costs a counter, not the worker.
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.write(&batch)))
+                .unwrap_or_else(|_| {
+                    Err(Error::invalid(format!(
+                        "{}: panic while writing",
+                        batch.name
+                    )))
+                });
+            match result {
+                Ok(Outcome::Written(n)) => {
+                    let s = &self.shared.stats;
+                    s.update_operations.fetch_add(1, Relaxed);
+                    s.committed_points.fetch_add(n as u64, Relaxed);
+                    if !self.failures.lock().is_empty() {
+                        self.failures.lock().remove(&batch.name);
+                    }
+                    self.shared.cache.confirm(batch);
+                }
+                Ok(Outcome::Throttled(wait)) => {
+                    self.shared.stats.throttled_creates.fetch_add(1, Relaxed);
+                    self.shared
+                        .cache
+                        .requeue(batch, Some(Instant::now() + wait));
+                }
+                Err(e) => self.failed(batch, e),
+            }
+        }
+    }
+
+    fn write(&self, batch: &Batch) -> Result<Outcome> {
+        let path = self.shared.metric_path(&batch.name)?;
+        let file = match self.shared.pool.get(&path) {
+            Ok(f) => f,
+            Err(Error::NotFound(_)) => {
+                if let Some(limiter) = &self.creates {
+                    let wait = limiter.lock().try_take();
+                    if let Err(d) = wait {
+                        return Ok(Outcome::Throttled(d));
+                    }
+                }
+                let rules = self.shared.rules.rules_for(&batch.name);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                }
+                let opts = CreateOptions {
+                    sparse: self.shared.config.whisper.sparse_create,
+                    fallocate: false,
+                };
+                match WhisperFile::create(
+                    &path,
+                    &rules.retentions,
+                    rules.aggregation,
+                    rules.x_files_factor,
+                    opts,
+                ) {
+                    Ok(f) => {
+                        self.shared.stats.created.fetch_add(1, Relaxed);
+                        self.shared.pool.insert(f)
+                    }
+                    // Another worker (or process) created it first: use theirs.
+                    Err(Error::AlreadyExists(_)) => self.shared.pool.get(&path)?,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let mut f = file.lock();
+        f.update_many(&batch.points, unix_now())?;
+        Ok(Outcome::Written(batch.points.len()))
+    }
+
+    fn failed(&self, batch: Batch, e: Error) {
+        let s = &self.shared.stats;
+        match &e {
+            Error::Corrupt { .. } => s.corrupt_files.fetch_add(1, Relaxed),
+            _ if e.is_disk_full() => {
+                s.disk_full_errors.fetch_add(1, Relaxed);
+                s.write_errors.fetch_add(1, Relaxed)
+            }
+            _ => s.write_errors.fetch_add(1, Relaxed),
+        };
+        if let Ok(path) = self.shared.metric_path(&batch.name) {
+            // A corrupt or replaced file must be re-read, not served from the pool.
+            self.shared.pool.remove(&path);
+        }
+        *self.shared.last_write_error.lock() = Some(e.to_string());
+        let n = {
+            let mut f = self.failures.lock();
+            let n = f.entry(batch.name.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let backoff = MIN_BACKOFF.saturating_mul(1 << n.min(8)).min(MAX_BACKOFF);
+        self.shared
+            .cache
+            .requeue(batch, Some(Instant::now() + backoff));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_spends_then_waits() {
+        let mut r = RateLimiter::new(2);
+        assert!(r.try_take().is_ok());
+        assert!(r.try_take().is_ok());
+        let wait = r.try_take().unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+    }
+}

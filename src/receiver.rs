@@ -1,1 +1,184 @@
-//! (skeleton; see the module owner's branch)
+//! The built-in plaintext TCP listener (`[tcp]`, go-carbon `receiver/tcp`).
+//!
+//! One thread accepts; each connection gets a thread with a small stack that reads, splits
+//! lines across reads and adds them to the cache. Under pressure (cache full) a connection
+//! stops reading and retries the refused point until there is room: TCP flow control then
+//! slows the sender down, and nothing accepted off the wire is dropped.
+
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::engine::Shared;
+use crate::error::{Error, Result};
+use crate::parse::plain;
+use crate::points::unix_now;
+
+/// Longest line kept; a longer one is discarded up to its newline and counted as an error
+/// (carbon's LineOnlyReceiver drops the whole connection at 16 KiB; a line is never this long
+/// legitimately, and the names policy refuses names over 4 KiB anyway).
+const MAX_LINE: usize = 64 * 1024;
+/// How often a blocked reader looks at the shutdown flag.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Starts the `[tcp]` listener.
+#[derive(Debug)]
+pub struct TcpReceiver;
+
+impl TcpReceiver {
+    /// Binds `[tcp] listen` and starts the accept thread. go-carbon's `:2003` means every
+    /// IPv4 address. The bound address is recorded for `Carbon::tcp_addr`.
+    pub(crate) fn start(shared: Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
+        let listen = &shared.config.tcp.listen;
+        let spec = if listen.starts_with(':') {
+            format!("0.0.0.0{listen}")
+        } else {
+            listen.clone()
+        };
+        let addrs: Vec<SocketAddr> = spec
+            .to_socket_addrs()
+            .map_err(|e| Error::invalid(format!("[tcp] listen = {listen:?}: {e}")))?
+            .collect();
+        let listener = TcpListener::bind(&addrs[..])
+            .map_err(|e| Error::io(format!("[tcp] listen {listen}"), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("tcp listener", e))?;
+        shared.listen_addrs.lock().push(local);
+        let s = shared.clone();
+        let h = std::thread::Builder::new()
+            .name("carbonlite-tcp-accept".into())
+            .spawn(move || accept_loop(listener, s))
+            .map_err(|e| Error::io("carbonlite-tcp-accept", e))?;
+        Ok(vec![h])
+    }
+}
+
+/// Stops accepting and tells connections to finish: wakes the accept thread by connecting to
+/// it, then waits for every connection thread to end.
+pub(crate) fn stop_listeners(shared: &Shared) {
+    shared.receivers_stopping.store(true, Relaxed);
+    for addr in shared.listen_addrs.lock().iter() {
+        let mut a = *addr;
+        if a.ip().is_unspecified() {
+            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let _ = TcpStream::connect_timeout(&a, Duration::from_secs(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shared.stats.tcp_active.load(Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.receivers_stopping.load(Relaxed) {
+            break;
+        }
+        let Ok(stream) = conn else { continue };
+        shared.stats.tcp_active.fetch_add(1, Relaxed);
+        let s = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("carbonlite-tcp-conn".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                serve(stream, &s);
+                s.stats.tcp_active.fetch_sub(1, Relaxed);
+            });
+        if spawned.is_err() {
+            shared.stats.tcp_active.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(POLL));
+    let idle_limit = shared.config.tcp.read_timeout;
+    let chunk = shared
+        .config
+        .tcp
+        .buffer_size
+        .clamp(16 * 1024, 4 << 20)
+        .max(64 * 1024);
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk * 2);
+    let mut last_data = Instant::now();
+    let mut discarding = false;
+    loop {
+        let start = buf.len();
+        buf.resize(start + chunk, 0);
+        let n = match stream.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                // A last line without its newline is still a line: keep it rather than lose it.
+                if !discarding {
+                    ingest(shared, &buf);
+                }
+                return;
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                buf.truncate(start);
+                if shared.receivers_stopping.load(Relaxed)
+                    || (!idle_limit.is_zero() && last_data.elapsed() > idle_limit)
+                {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => return,
+        };
+        buf.truncate(start + n);
+        last_data = Instant::now();
+        let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
+            if buf.len() > MAX_LINE {
+                if !discarding {
+                    shared.stats.tcp_errors.fetch_add(1, Relaxed);
+                    shared.stats.parse_errors.fetch_add(1, Relaxed);
+                }
+                discarding = true;
+                buf.clear();
+            }
+            continue;
+        };
+        let mut lines = &buf[..=last_nl];
+        if discarding {
+            // The tail of an over-long line: skip to its end.
+            let first_nl = lines.iter().position(|&b| b == b'\n').unwrap_or(0);
+            lines = &lines[first_nl + 1..];
+            discarding = false;
+        }
+        ingest(shared, lines);
+        buf.drain(..=last_nl);
+    }
+}
+
+/// Adds complete lines; a full cache makes this wait for room (or the node closing), so
+/// back-pressure reaches the socket instead of losing data.
+fn ingest(shared: &Shared, lines: &[u8]) {
+    let now = unix_now();
+    let (mut received, mut errors) = (0u64, 0u64);
+    let (_, bad) = plain::for_each_line(
+        lines,
+        now,
+        |name, p| match shared.add_point_waiting(name, p) {
+            Ok(()) => received += 1,
+            Err(_) => errors += 1,
+        },
+        |_| {},
+    );
+    shared
+        .stats
+        .tcp_metrics_received
+        .fetch_add(received, Relaxed);
+    shared.stats.tcp_errors.fetch_add(errors + bad, Relaxed);
+    shared.stats.parse_errors.fetch_add(bad, Relaxed);
+}

@@ -1,0 +1,57 @@
+//! carbon_add_line into the cache, one thread, 100k distinct metrics (issue target: ≥ 10M
+//! lines/s). The persister is off so only parsing + name checks + cache insertion are
+//! measured. `cargo bench --bench ingest`.
+
+use std::ffi::CString;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use carbonlite::ffi::carbon::{carbon_add_line, carbon_close, carbon_open};
+
+const METRICS: usize = 100_000;
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = CString::new(dir.path().to_str().unwrap()).unwrap();
+    let opts =
+        c"[whisper]\nenabled = false\n[cache]\nmax-size = 0\n[common]\nmetric-interval = \"0\"\n";
+    // SAFETY: valid NUL-terminated arguments.
+    let h = unsafe { carbon_open(d.as_ptr(), opts.as_ptr()) };
+    assert!(!h.is_null());
+    // 10 buffers of 100k lines each (one point per metric), new timestamps every round.
+    let base = 1_700_000_000i64;
+    let rounds: Vec<Vec<u8>> = (0..10)
+        .map(|r| {
+            let mut s = String::with_capacity(METRICS * 48);
+            for m in 0..METRICS {
+                s.push_str(&format!(
+                    "bench.host{}.cpu{}.value {}.5 {}\n",
+                    m % 100,
+                    m / 100,
+                    m,
+                    base + r * 10
+                ));
+            }
+            s.into_bytes()
+        })
+        .collect();
+    let mut g = c.benchmark_group("carbon_add_line");
+    g.throughput(Throughput::Elements(METRICS as u64));
+    g.sample_size(20);
+    let mut i = 0;
+    g.bench_function("100k_distinct_metrics_1_thread", |b| {
+        b.iter(|| {
+            let buf = &rounds[i % rounds.len()];
+            i += 1;
+            // SAFETY: live handle, valid buffer.
+            let n = unsafe { carbon_add_line(h, buf.as_ptr().cast(), buf.len()) };
+            assert_eq!(n, METRICS as i64);
+        })
+    });
+    g.finish();
+    // SAFETY: live handle, not used again.
+    unsafe { carbon_close(h) };
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

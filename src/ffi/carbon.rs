@@ -1,0 +1,465 @@
+//! `carbon_*` and `whisper_*` functions on an embedded carbon handle.
+
+use std::ffi::{c_char, c_int};
+
+use super::{bytes, c_str, carbon_error, ffi_boundary, set_last_error};
+use crate::config::Config;
+use crate::engine::Carbon;
+use crate::error::Error;
+
+/// An embedded carbon node: cache, persister threads and (optionally) a TCP listener.
+/// Opaque; created by `carbon_open`, released by `carbon_close`.
+pub struct carbon {
+    inner: Carbon,
+}
+
+/// A fetched window: `len` values at `from, from+step, …` (`until` excluded); NaN marks a gap.
+/// Owned by the caller after a successful `whisper_fetch`; release with `whisper_series_free`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct whisper_series {
+    /// First interval (inclusive), Unix seconds.
+    pub from: i64,
+    /// End interval (exclusive), Unix seconds.
+    pub until: i64,
+    /// Seconds between values.
+    pub step: i64,
+    /// Number of values.
+    pub len: usize,
+    /// `len` values, NaN where there is no point; NULL when `len` is 0.
+    pub values: *mut f64,
+}
+
+/// Counters since `carbon_open` and current cache gauges (go-carbon's self-metric names),
+/// filled by `carbon_stats`. (Named `carbon_counters` because C cannot have a type and a
+/// function both called `carbon_stats`.)
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct carbon_counters {
+    /// Points accepted into the cache.
+    pub metrics_received: u64,
+    /// Lines or points refused as malformed (bad syntax, NaN value …).
+    pub parse_errors: u64,
+    /// Points refused for their metric name (path tricks, name policy).
+    pub name_errors: u64,
+    /// Points refused (`overflow = "error"`) or dropped (`"drop"`) by a full cache.
+    pub overflow: u64,
+    /// whisper update_many calls done.
+    pub update_operations: u64,
+    /// Points written to whisper files.
+    pub committed_points: u64,
+    /// whisper files created.
+    pub created: u64,
+    /// Creations postponed by `max-creates-per-second` (the points wait in the cache).
+    pub throttled_creates: u64,
+    /// Failed writes, retried later with backoff.
+    pub write_errors: u64,
+    /// Of those, full disk or quota.
+    pub disk_full_errors: u64,
+    /// Writes refused because the file is corrupt.
+    pub corrupt_files: u64,
+    /// Fetches that found points in the cache.
+    pub cache_queries: u64,
+    /// Points received by the TCP listener.
+    pub tcp_metrics_received: u64,
+    /// Lines the TCP listener refused.
+    pub tcp_errors: u64,
+    /// Open TCP connections.
+    pub tcp_active: u64,
+    /// Points in the cache now (queued + being written).
+    pub cache_size: u64,
+    /// Metrics in the cache now.
+    pub cache_metrics: u64,
+    /// `[cache] max-size`.
+    pub cache_max_size: u64,
+    /// Points taken by a persister and not yet confirmed written.
+    pub not_confirmed: u64,
+    /// Persister threads.
+    pub workers: u64,
+}
+
+/// Detailed result of `carbon_add_line_ex`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct carbon_add_result {
+    /// Points now in the cache.
+    pub accepted: u64,
+    /// Lines refused (malformed, bad name, or cache full).
+    pub rejected: u64,
+    /// Of the rejected, how many a full cache refused.
+    pub refused_full: u64,
+}
+
+/// Resolves a handle argument.
+///
+/// # Safety
+/// `c` is NULL or a live pointer from `carbon_open`.
+unsafe fn handle<'a>(c: *const carbon) -> Result<&'a Carbon, Error> {
+    // SAFETY: per the caller's contract the pointer is NULL or live.
+    unsafe { c.as_ref() }
+        .map(|c| &c.inner)
+        .ok_or_else(|| Error::invalid("carbon handle is NULL"))
+}
+
+fn open_with(config: Result<Config, Error>) -> Result<*mut carbon, Error> {
+    let inner = Carbon::open(config?)?;
+    Ok(Box::into_raw(Box::new(carbon { inner })))
+}
+
+/// Opens an embedded carbon storing whisper files under `data_dir`.
+///
+/// `options` is NULL or go-carbon.conf TOML text (`[whisper] workers = 4`, `[cache] max-size`,
+/// `[tcp] enabled = true` …); `data_dir` overrides `[whisper] data-dir`. Unknown keys and bad
+/// values fail, naming the key.
+///
+/// Returns a handle, or NULL with `carbon_last_error()` saying why.
+/// Ownership: release with `carbon_close`. Thread safety: the handle may be used from any
+/// number of threads at once.
+///
+/// # Safety
+/// `data_dir` is a NUL-terminated path; `options` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_open(
+    data_dir: *const c_char,
+    options: *const c_char,
+) -> *mut carbon {
+    ffi_boundary!(*mut carbon, {
+        // SAFETY: caller contract.
+        let dir = unsafe { c_str(data_dir, "data_dir") }?;
+        let mut config = Config::embedded(dir);
+        if !options.is_null() {
+            // SAFETY: caller contract.
+            let text = unsafe { c_str(options, "options") }?;
+            config = config.apply_toml(text, "<options>")?;
+            config.whisper.data_dir = dir.into();
+        }
+        open_with(Ok(config))
+    })
+}
+
+/// Opens an embedded carbon from a go-carbon.conf file (its `[whisper] data-dir` is used).
+/// Returns a handle or NULL (see `carbon_last_error()`); release with `carbon_close`.
+///
+/// # Safety
+/// `path` is a NUL-terminated path.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_open_config(path: *const c_char) -> *mut carbon {
+    ffi_boundary!(*mut carbon, {
+        // SAFETY: caller contract.
+        let path = unsafe { c_str(path, "path") }?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // Embedded defaults underneath: the listener runs only if the file enables it.
+        let config = Config::embedded("data").apply_toml(&text, path)?;
+        open_with(Ok(config))
+    })
+}
+
+/// Adds plaintext lines (`name value timestamp\n` …, carbon's rules) from `buf[0..len]`.
+///
+/// Returns the number of points accepted (bad lines are skipped and counted in
+/// `carbon_stats.parse_errors`/`name_errors`; `carbon_last_error()` then describes the first
+/// one), or `CARBON_EFULL` when a full cache refused some points (the rest were accepted;
+/// `carbon_add_line_ex` reports the counts), or another negative `carbon_error`.
+/// The buffer is only read during the call.
+///
+/// # Safety
+/// `c` is from `carbon_open`; `buf` points to `len` readable bytes (NULL only if `len` is 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_add_line(c: *mut carbon, buf: *const c_char, len: usize) -> i64 {
+    let mut out = carbon_add_result::default();
+    // SAFETY: same contract as ours.
+    let r = unsafe { carbon_add_line_ex(c, buf, len, &mut out) };
+    if r < 0 { r as i64 } else { out.accepted as i64 }
+}
+
+/// `carbon_add_line` with the accepted / rejected / refused-by-full-cache counts written to
+/// `*out` (also when the result is `CARBON_EFULL`). Returns 0, `CARBON_EFULL`, or another
+/// negative `carbon_error` (then `*out` is untouched).
+///
+/// # Safety
+/// As `carbon_add_line`; `out` is a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_add_line_ex(
+    c: *mut carbon,
+    buf: *const c_char,
+    len: usize,
+    out: *mut carbon_add_result,
+) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        let carbon = unsafe { handle(c) }?;
+        // SAFETY: caller contract.
+        let data = unsafe { bytes(buf, len, "buf") }?;
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let r = carbon.add_lines(data);
+        let result = carbon_add_result {
+            accepted: r.accepted,
+            rejected: r.rejected,
+            refused_full: r.refused_full,
+        };
+        // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
+        unsafe { out.write(result) };
+        if let Some(e) = &r.first_error {
+            set_last_error(&e.to_string());
+        }
+        if r.refused_full > 0 {
+            set_last_error(
+                &Error::Full {
+                    accepted: r.accepted,
+                    refused: r.refused_full,
+                }
+                .to_string(),
+            );
+            return Ok(carbon_error::CARBON_EFULL as i32);
+        }
+        Ok(0)
+    })
+}
+
+/// Adds one point. `timestamp` -1 means now. Returns 0 or a negative `carbon_error`
+/// (`CARBON_EINVAL` for NaN, `CARBON_ENAME` for a refused name, `CARBON_EFULL` …).
+///
+/// # Safety
+/// `c` is from `carbon_open`; `metric` is NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_add(
+    c: *mut carbon,
+    metric: *const c_char,
+    value: f64,
+    timestamp: i64,
+) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        let carbon = unsafe { handle(c) }?;
+        // SAFETY: caller contract.
+        let metric = unsafe { c_str(metric, "metric") }?;
+        carbon.add(metric, value, timestamp)?;
+        Ok(0)
+    })
+}
+
+/// Returns once every point accepted before the call is in its whisper file. Returns 0, or
+/// `CARBON_EIO`/`CARBON_ENOSPC` when files keep failing (their points stay cached and are
+/// retried).
+///
+/// # Safety
+/// `c` is from `carbon_open`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_flush(c: *mut carbon) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        unsafe { handle(c) }?.flush()?;
+        Ok(0)
+    })
+}
+
+/// whisper.py's `fetch(from, until)` on `metric`'s file with every cached point laid over it
+/// (`until <= 0`: now). A metric only in the cache uses the window its schema will give it.
+/// Returns 0 and fills `*out` (which the caller then frees with `whisper_series_free`), or a
+/// negative `carbon_error` (`CARBON_ENOTFOUND` for an unknown metric) leaving `*out` untouched.
+/// A window entirely outside the retention gives `len == 0`.
+///
+/// # Safety
+/// `c` is from `carbon_open`; `metric` is NUL-terminated; `out` is valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn whisper_fetch(
+    c: *mut carbon,
+    metric: *const c_char,
+    from: i64,
+    until: i64,
+    out: *mut whisper_series,
+) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        let carbon = unsafe { handle(c) }?;
+        // SAFETY: caller contract.
+        let metric = unsafe { c_str(metric, "metric") }?;
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let s = carbon.fetch(metric, from, (until > 0).then_some(until))?;
+        let len = s.values.len();
+        let values = if len == 0 {
+            std::ptr::null_mut()
+        } else {
+            Box::into_raw(s.values.into_boxed_slice()).cast::<f64>()
+        };
+        // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
+        unsafe {
+            out.write(whisper_series {
+                from: s.from,
+                until: s.until,
+                step: s.step,
+                len,
+                values,
+            })
+        };
+        Ok(0)
+    })
+}
+
+/// Frees the values of a series filled by `whisper_fetch` and resets it (`values = NULL`,
+/// `len = 0`), so freeing twice is harmless. NULL is a no-op.
+///
+/// # Safety
+/// `s` is NULL or a series filled by `whisper_fetch` (or already freed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn whisper_series_free(s: *mut whisper_series) {
+    ffi_boundary!((), {
+        // SAFETY: caller contract: NULL or a valid series.
+        if let Some(s) = unsafe { s.as_mut() } {
+            if !s.values.is_null() && s.len > 0 {
+                let slice = std::ptr::slice_from_raw_parts_mut(s.values, s.len);
+                // SAFETY: values/len came from Box<[f64]>::into_raw in whisper_fetch.
+                drop(unsafe { Box::from_raw(slice) });
+            }
+            s.values = std::ptr::null_mut();
+            s.len = 0;
+        }
+        Ok(())
+    })
+}
+
+/// Copies counters and gauges into `*out`. Returns 0 or a negative `carbon_error`.
+///
+/// # Safety
+/// `c` is from `carbon_open`; `out` is valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_stats(c: *mut carbon, out: *mut carbon_counters) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        let s = unsafe { handle(c) }?.stats();
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let v = carbon_counters {
+            metrics_received: s.metrics_received,
+            parse_errors: s.parse_errors,
+            name_errors: s.name_errors,
+            overflow: s.overflow,
+            update_operations: s.update_operations,
+            committed_points: s.committed_points,
+            created: s.created,
+            throttled_creates: s.throttled_creates,
+            write_errors: s.write_errors,
+            disk_full_errors: s.disk_full_errors,
+            corrupt_files: s.corrupt_files,
+            cache_queries: s.cache_queries,
+            tcp_metrics_received: s.tcp_metrics_received,
+            tcp_errors: s.tcp_errors,
+            tcp_active: s.tcp_active,
+            cache_size: s.cache_size,
+            cache_metrics: s.cache_metrics,
+            cache_max_size: s.cache_max_size,
+            not_confirmed: s.not_confirmed,
+            workers: s.workers,
+        };
+        // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
+        unsafe { out.write(v) };
+        Ok(0)
+    })
+}
+
+/// Stops the listener, writes every cached point to its whisper file, stops the threads and
+/// frees the handle. NULL is a no-op. No other thread may use the handle during or after.
+///
+/// # Safety
+/// `c` is NULL or from `carbon_open`, and not used again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_close(c: *mut carbon) {
+    ffi_boundary!((), {
+        if !c.is_null() {
+            // SAFETY: from Box::into_raw in carbon_open; the caller gives it up.
+            let b = unsafe { Box::from_raw(c) };
+            b.inner.close();
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last() -> String {
+        // SAFETY: never NULL.
+        unsafe { CStr::from_ptr(super::super::carbon_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn null_arguments_are_errors() {
+        // SAFETY: exercising NULL handling.
+        unsafe {
+            assert!(carbon_open(std::ptr::null(), std::ptr::null()).is_null());
+            assert!(last().contains("data_dir is NULL"));
+            assert_eq!(
+                carbon_add(std::ptr::null_mut(), c"a".as_ptr(), 1.0, 1),
+                carbon_error::CARBON_EINVAL as i32
+            );
+            assert_eq!(
+                carbon_add_line(std::ptr::null_mut(), std::ptr::null(), 0),
+                carbon_error::CARBON_EINVAL as i64
+            );
+            assert_eq!(
+                carbon_flush(std::ptr::null_mut()),
+                carbon_error::CARBON_EINVAL as i32
+            );
+            assert_eq!(
+                carbon_stats(std::ptr::null_mut(), std::ptr::null_mut()),
+                carbon_error::CARBON_EINVAL as i32
+            );
+            whisper_series_free(std::ptr::null_mut());
+            carbon_close(std::ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn open_add_fetch_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        // SAFETY: valid arguments throughout.
+        unsafe {
+            let c = carbon_open(d.as_ptr(), c"[whisper]\nworkers = 1\n".as_ptr());
+            assert!(!c.is_null(), "{}", last());
+            let now = crate::points::unix_now();
+            let line = format!("a.b 1.5 {now}\nbad line\nc.d nan {now}\n");
+            let n = carbon_add_line(c, line.as_ptr().cast(), line.len());
+            assert_eq!(n, 1);
+            assert!(last().contains("bad line"), "{}", last());
+            let mut s = carbon_counters::default();
+            assert_eq!(carbon_stats(c, &mut s), 0);
+            assert_eq!((s.metrics_received, s.parse_errors), (1, 2));
+            let mut out = whisper_series {
+                from: 0,
+                until: 0,
+                step: 0,
+                len: 0,
+                values: std::ptr::null_mut(),
+            };
+            assert_eq!(whisper_fetch(c, c"a.b".as_ptr(), now - 60, 0, &mut out), 0);
+            let vals = std::slice::from_raw_parts(out.values, out.len);
+            assert_eq!(vals.iter().filter(|v| !v.is_nan()).count(), 1);
+            whisper_series_free(&mut out);
+            whisper_series_free(&mut out);
+            assert!(out.values.is_null());
+            assert_eq!(carbon_flush(c), 0);
+            assert!(dir.path().join("a/b.wsp").exists());
+            assert_eq!(
+                whisper_fetch(c, c"no.such".as_ptr(), now - 60, 0, &mut out),
+                carbon_error::CARBON_ENOTFOUND as i32
+            );
+            assert_eq!(
+                carbon_add(c, c"../etc/passwd".as_ptr(), 1.0, now),
+                carbon_error::CARBON_ENAME as i32
+            );
+            carbon_close(c);
+            assert!(carbon_open(d.as_ptr(), c"[cache]\nmax-sise = 1\n".as_ptr()).is_null());
+            assert!(last().contains("max-sise"), "{}", last());
+        }
+    }
+}
