@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Peer script for ../shared/bench/run_workload.sh: runs the carbonlite daemon in the
+# foreground (exec, so $! is its PID) with a go-carbon.conf written for the run.
+#
+#   bench/carbonlite-node.sh [--port 2303] [--data-dir DIR] [--workers N] [--sparse true|false]
+#                            [--persist true|false] [--max-size N]
+#
+# Uses ../shared/bench/conf's W1 storage schemas (10s:1d,1m:30d, average, xff 0.5).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+port=2303 data_dir=/tmp/peers/data/carbonlite workers=2 sparse=false persist=true max_size=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --port) port="$2"; shift 2;;
+    --data-dir) data_dir="$2"; shift 2;;
+    --workers) workers="$2"; shift 2;;
+    --sparse) sparse="$2"; shift 2;;
+    --persist) persist="$2"; shift 2;;
+    --max-size) max_size="$2"; shift 2;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+base=/tmp/peers/carbonlite
+mkdir -p "$base" "$data_dir"
+conf="$base/go-carbon-$port.conf"
+cat > "$conf" <<CONF
+[common]
+metric-interval = "0"
+[whisper]
+data-dir = "$data_dir"
+schemas-file = "$SHARED/conf/storage-schemas.conf"
+aggregation-file = "$SHARED/conf/storage-aggregation.conf"
+workers = $workers
+sparse-create = $sparse
+enabled = $persist
+[cache]
+max-size = $max_size
+overflow = "block"
+[tcp]
+enabled = true
+listen = "127.0.0.1:$port"
+CONF
+exec "$ROOT/target/release/carbonlite" -config "$conf"

@@ -1,0 +1,164 @@
+//! The built-in plaintext listener fed by real clients: raw sockets (as `nc` sends), lines
+//! split across writes, many connections, and carbon-c-relay forwarding to it.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use carbonlite::config::Config;
+use carbonlite::engine::Carbon;
+use carbonlite::points::unix_now;
+
+fn node(dir: &std::path::Path) -> Carbon {
+    let cfg = Config::embedded(dir)
+        .apply_toml(
+            "[tcp]\nenabled = true\nlisten = \"127.0.0.1:0\"\nread-timeout = \"5s\"\n",
+            "<test>",
+        )
+        .unwrap();
+    Carbon::open(cfg).unwrap()
+}
+
+fn wait_for(c: &Carbon, received: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.stats().metrics_received < received {
+        assert!(Instant::now() < deadline, "timed out: {:?}", c.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn raw_sockets_split_lines_and_many_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = node(dir.path());
+    let addr = c.tcp_addr().unwrap();
+    let now = unix_now();
+    // One line delivered byte by byte, one cut across two writes, a bad line in between.
+    let mut s = TcpStream::connect(addr).unwrap();
+    for b in format!("split.one 1 {now}\n").bytes() {
+        s.write_all(&[b]).unwrap();
+        s.flush().unwrap();
+    }
+    s.write_all(format!("split.two 2 {n}\ngarbage\nsplit.th", n = now).as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(format!("ree 3 {now}\n").as_bytes()).unwrap();
+    drop(s);
+    // 20 connections at once, 500 lines each.
+    let threads: Vec<_> = (0..20)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let body: String = (0..500)
+                    .map(|i| format!("conn.c{k}.m{i} {i} {now}\n"))
+                    .collect();
+                s.write_all(body.as_bytes()).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    wait_for(&c, 3 + 20 * 500);
+    let st = c.stats();
+    assert_eq!(st.tcp_metrics_received, 3 + 20 * 500);
+    assert_eq!(st.tcp_errors, 1);
+    for (name, v) in [
+        ("split.one", 1.0),
+        ("split.two", 2.0),
+        ("split.three", 3.0),
+        ("conn.c7.m499", 499.0),
+    ] {
+        assert!(
+            c.fetch(name, now - 60, None).unwrap().values.contains(&v),
+            "{name}"
+        );
+    }
+    // nc-style: the last line without a newline is kept.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("nonl.last 9 {now}").as_bytes())
+        .unwrap();
+    drop(s);
+    wait_for(&c, 3 + 20 * 500 + 1);
+    c.close();
+    assert!(dir.path().join("nonl/last.wsp").exists());
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(),
+        "listener still up after close"
+    );
+}
+
+#[test]
+fn carbon_c_relay_forwards_everything() {
+    let relay = Command::new("carbon-c-relay").arg("-v").output();
+    assert!(
+        relay.is_ok(),
+        "carbon-c-relay missing: scripts/install-test-deps installs it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let c = node(&dir.path().join("data"));
+    let addr = c.tcp_addr().unwrap();
+    // The relay listens on a free port and forwards everything to our listener.
+    let relay_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let conf = dir.path().join("relay.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen type linemode 127.0.0.1:{relay_port} proto tcp;\n\
+             cluster carbonlite forward {}:{} proto tcp;\n\
+             match * send to carbonlite stop;\n",
+            addr.ip(),
+            addr.port()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("carbon-c-relay")
+        .args(["-f", conf.to_str().unwrap(), "-w", "1", "-H", "testrelay"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", relay_port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("relay never listened: {e}");
+            }
+        }
+    };
+    let now = unix_now();
+    let n = 5000;
+    let body: String = (0..n)
+        .map(|i| format!("relayed.m{} {i} {now}\n", i % 500))
+        .collect();
+    s.write_all(body.as_bytes()).unwrap();
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The relay's own statistics (carbon.relays.testrelay.*) may arrive too; count ours.
+    while c.stats().tcp_metrics_received < n {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("relay delivered {:?}", c.stats());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    c.flush().unwrap();
+    for m in [0, 123, 499] {
+        let s = c.fetch(&format!("relayed.m{m}"), now - 60, None).unwrap();
+        // Ten lines per metric at one timestamp: last write wins, as carbon.
+        assert!(
+            s.values.contains(&((4500 + m) as f64)),
+            "relayed.m{m}: {:?}",
+            s.values.iter().filter(|v| !v.is_nan()).collect::<Vec<_>>()
+        );
+    }
+}
