@@ -22,6 +22,11 @@ use crate::whisper::{CreateOptions, WhisperFile};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// First wait after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Lock stripes keyed by file path. The cache keeps one batch per metric in flight, but two
+/// names can share a file (`a..b` and `a.b` both live in `a/b.wsp`) and the pool may hand out
+/// a second handle after evicting the first: the stripe keeps one writer per file regardless
+/// (go-carbon's `storeMutex`).
+const STRIPES: usize = 4096;
 
 /// The workers' shared state: throttles and the pipeline.
 #[derive(Debug)]
@@ -31,6 +36,8 @@ pub(crate) struct Persister {
     creates: Option<Mutex<RateLimiter>>,
     /// Consecutive failures per metric decide its backoff; small, bounded by failing metrics.
     failures: Mutex<std::collections::HashMap<Arc<str>, u32>>,
+    /// One writer per file: see [`STRIPES`].
+    stripes: Box<[Mutex<()>]>,
 }
 
 /// A token bucket refilled continuously, burst = one second's worth.
@@ -78,6 +85,7 @@ impl Persister {
             updates: limiter(w.max_updates_per_second),
             creates: limiter(w.max_creates_per_second),
             failures: Mutex::new(Default::default()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             shared,
         }
     }
@@ -128,6 +136,13 @@ impl Persister {
 
     fn write(&self, batch: &Batch) -> Result<Outcome> {
         let path = self.shared.metric_path(&batch.name)?;
+        let stripe = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            path.hash(&mut h);
+            h.finish() as usize % STRIPES
+        };
+        let _one_writer = self.stripes[stripe].lock();
         let file = match self.shared.pool.get(&path) {
             Ok(f) => f,
             Err(Error::NotFound(_)) => {
