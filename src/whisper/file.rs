@@ -101,7 +101,27 @@ impl WhisperFile {
         let total = header.file_size();
         if opts.sparse && !opts.fallocate {
             file.set_len(total).map_err(io)?;
-        } else {
+            return Ok(());
+        }
+        let data_len = total - header.header_size();
+        // whisper.py's `useFallocate`: the blocks are reserved (so a full disk shows here, not
+        // at a later write) without writing 600 KB of zeros per file; the bytes read back as
+        // zeros, identical to a zero-filled file.
+        let allocated = opts.fallocate
+            && match rustix::fs::fallocate(
+                file,
+                rustix::fs::FallocateFlags::empty(),
+                header.header_size(),
+                data_len,
+            ) {
+                Ok(()) => true,
+                Err(e) if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::DQUOT => {
+                    return Err(io(std::io::Error::from(e)));
+                }
+                // Filesystems without fallocate: zero-fill instead, as whisper.py does.
+                Err(_) => false,
+            };
+        if !allocated {
             const CHUNK: usize = 64 * 1024;
             let zeros = vec![0u8; CHUNK];
             let mut at = header.header_size();
