@@ -7,6 +7,8 @@
 #   make installcheck         install into a temporary PREFIX, build hello against it via pkg-config
 
 PREFIX     ?= /usr/local
+# carbonlite.pc records the prefix: make a relative PREFIX=dist absolute.
+override PREFIX := $(abspath $(PREFIX))
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 CARGO      ?= cargo

@@ -17,12 +17,15 @@ case "$flags" in *"$prefix"*) ;; *) echo "pkg-config flags do not point into $pr
 # No -I to the source tree: only what pkg-config says.
 ${CC:-cc} -std=c11 -Wall -Wextra -Werror "$root/examples-c/hello.c" -o "$tmp/hello" $flags -Wl,-rpath,"$libdir"
 ${CXX:-c++} -std=c++17 -Wall -Wextra -Werror "$root/examples-c/hello.cpp" -o "$tmp/hello-cpp" $flags -Wl,-rpath,"$libdir"
-ldd "$tmp/hello" | grep -q "$libdir/libcarbonlite.so" || { ldd "$tmp/hello"; echo "hello does not use the installed .so"; exit 1; }
+# (ldd's output is captured first: `ldd | grep -q` under pipefail fails when grep exits early.)
+deps=$(ldd "$tmp/hello")
+[[ $deps == *"$libdir/libcarbonlite.so"* ]] || { echo "$deps"; echo "hello does not use the installed .so"; exit 1; }
 "$tmp/hello" "$tmp/data-c"
 "$tmp/hello-cpp" "$tmp/data-cpp"
 # Static: the .a plus Libs.private.
 ${CC:-cc} -std=c11 "$root/examples-c/hello.c" -o "$tmp/hello-static" $(pkg-config --cflags carbonlite) \
   "$libdir/libcarbonlite.a" $(pkg-config --libs-only-l --static carbonlite | sed 's/-lcarbonlite//')
-if ldd "$tmp/hello-static" | grep -q carbonlite; then echo "static hello needs the .so"; exit 1; fi
+deps=$(ldd "$tmp/hello-static")
+if [[ $deps == *carbonlite* ]]; then echo "static hello needs the .so"; exit 1; fi
 "$tmp/hello-static" "$tmp/data-static"
 echo "installed copy under $prefix: ok (pkg-config $(pkg-config --modversion carbonlite))"
