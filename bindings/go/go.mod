@@ -1,0 +1,3 @@
+module carbonlite
+
+go 1.21
