@@ -91,7 +91,7 @@ fn sigterm_flushes_and_exits_cleanly() {
         "{log}"
     );
     assert!(
-        log.contains("2000 points received, 2000 committed"),
+        log.contains("2000 points received, 2000 committed in"),
         "{log}"
     );
     for m in [0, 77, 199] {

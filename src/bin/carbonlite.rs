@@ -107,9 +107,10 @@ fn run() -> Result<(), String> {
     carbon.close();
     let s = carbon.stats();
     eprintln!(
-        "carbonlite: stopped: {} points received, {} committed, {} files created, {} errors",
+        "carbonlite: stopped: {} points received, {} committed in {} updates, {} files created, {} errors",
         s.metrics_received,
         s.committed_points,
+        s.update_operations,
         s.created,
         s.parse_errors + s.name_errors + s.write_errors
     );
