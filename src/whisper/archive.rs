@@ -6,14 +6,11 @@
 //! in slot `floor((t - base) / spp) mod points`. A base of 0 means "empty": the next write lands
 //! in slot 0 and becomes the base.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
-
 use super::Series;
 use super::format::{
     AggregationMethod, ArchiveInfo, Header, POINT_SIZE, decode_point, encode_point,
 };
+use super::map::View;
 use crate::error::{Error, Result};
 
 /// whisper.py's `aggregate()`. `neighbors` holds every slot of the propagation window (None =
@@ -138,8 +135,8 @@ pub(crate) struct Scratch {
 /// I/O on the archives of one open file. `bases` caches each archive's non-zero base: once set,
 /// a base only changes by whole laps (`points * spp`), which map every interval to the same slot.
 pub(crate) struct Archives<'a> {
-    pub file: &'a File,
-    pub path: &'a Path,
+    /// Reads (mapped or pread) and writes (pwrite), checked once against truncation.
+    pub io: View<'a>,
     pub header: &'a Header,
     pub bases: &'a mut [u32],
     pub scratch: &'a mut Scratch,
@@ -179,25 +176,11 @@ fn align_next(prev: Option<i64>, t: i64, step: i64) -> i64 {
 
 impl Archives<'_> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.file.read_exact_at(buf, offset).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::corrupt(
-                    self.path,
-                    format!(
-                        "file truncated: cannot read {} bytes at {offset}",
-                        buf.len()
-                    ),
-                )
-            } else {
-                Error::io(self.path, e)
-            }
-        })
+        self.io.read_at(buf, offset)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(|e| Error::io(self.path, e))
+        self.io.write_at(buf, offset)
     }
 
     fn info(&self, index: usize) -> &ArchiveInfo {
