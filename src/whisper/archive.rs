@@ -302,12 +302,16 @@ impl Archives<'_> {
         }
         let mut bytes = std::mem::take(&mut self.scratch.run_bytes);
         let mut runs = std::mem::take(&mut self.scratch.runs);
+        // Sized once for the worst case (every point its own interval), then cut to `len`.
         bytes.clear();
+        bytes.resize(points.len() * POINT_SIZE, 0);
         runs.clear();
+        let mut len = 0usize;
         let mut previous: Option<i64> = None;
-        for (i, (&interval, &(_, value))) in aligned.iter().zip(points).enumerate() {
+        let next_intervals = aligned.iter().skip(1).map(Some).chain([None]);
+        for ((&interval, &(_, value)), next) in aligned.iter().zip(points).zip(next_intervals) {
             // The last point of a run of equal intervals wins.
-            if aligned.get(i + 1) == Some(&interval) {
+            if next == Some(&interval) {
                 continue;
             }
             // whisper.py tests `not previousInterval`, so a previous interval of 0 also extends
@@ -317,16 +321,19 @@ impl Archives<'_> {
                 Some(p) => interval == p + step,
             };
             if !extend || runs.is_empty() {
+                if let Some(run) = runs.last_mut() {
+                    run.2 = len;
+                }
                 close_run(runs.last_mut(), previous, step);
-                runs.push((interval, bytes.len(), bytes.len()));
+                runs.push((interval, len, len));
             }
-            let at = bytes.len();
-            bytes.extend_from_slice(&[0u8; POINT_SIZE]);
-            encode_point(&mut bytes[at..], interval as u32, value);
-            if let Some(run) = runs.last_mut() {
-                run.2 = bytes.len();
-            }
+            encode_point(&mut bytes[len..len + POINT_SIZE], interval as u32, value);
+            len += POINT_SIZE;
             previous = Some(interval);
+        }
+        bytes.truncate(len);
+        if let Some(run) = runs.last_mut() {
+            run.2 = len;
         }
         close_run(runs.last_mut(), previous, step);
         let result = self.write_runs(index, step, &runs, &bytes);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Series;
 use super::archive::{Archives, Scratch, to_u32};
-use super::format::{AggregationMethod, Header, METADATA_SIZE, Retention};
+use super::format::{AggregationMethod, ArchiveInfo, Header, METADATA_SIZE, Retention};
 use super::map::FileMap;
 use crate::error::{Error, Result};
 use crate::points::Point;
@@ -277,30 +277,20 @@ impl WhisperFile {
     /// points too; older than every archive dropped) and commits them newest archive first,
     /// as `file_update_many` does. Every timestamp is checked before anything is written.
     fn update_chronological(&mut self, chrono: &[(i64, f64)], now: i64) -> Result<()> {
-        let mut batches: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-        let mut end = chrono.len();
-        for (index, archive) in self.header.archives.iter().enumerate() {
-            let retention = i64::from(archive.retention());
-            // Points of this archive: the newest remaining ones with age <= retention.
-            let start = chrono[..end].partition_point(|p| now.saturating_sub(p.0) > retention);
-            if start < end {
-                // Ascending, so checking both ends checks every aligned timestamp.
-                let step = i64::from(archive.seconds_per_point);
-                for (t, _) in [chrono[start], chrono[end - 1]] {
-                    to_u32(t - t.rem_euclid(step))?;
-                }
-                batches.push((index, start..end));
+        // Two passes over the (cheap) split instead of collecting it: check, then commit.
+        for_each_batch(&self.header, chrono, now, |_, range| {
+            // Ascending, so checking both ends checks every aligned timestamp.
+            let step = i64::from(range.0.seconds_per_point);
+            for (t, _) in [range.1[0], range.1[range.1.len() - 1]] {
+                to_u32(t - t.rem_euclid(step))?;
             }
-            end = start;
-            if end == 0 {
-                break;
-            }
-        }
+            Ok(())
+        })?;
         let mut archives = self.archives()?;
-        for (index, range) in batches {
-            archives.update_many(index, &chrono[range])?;
-        }
-        Ok(())
+        let header = archives.header;
+        for_each_batch(header, chrono, now, |index, (_, points)| {
+            archives.update_many(index, points)
+        })
     }
 
     /// whisper.py `file_fetch`: None when the range is wholly in the future or beyond the
@@ -391,6 +381,30 @@ impl WhisperFile {
         }
         self.archives()?.read_all(index)
     }
+}
+
+/// Calls `f(index, (archive, points))` for each archive's non-empty share of `chrono`
+/// (ascending), newest archive first: the newest remaining points whose age is within the
+/// archive's retention (future points go to archive 0; points older than every archive to none).
+fn for_each_batch<'p>(
+    header: &Header,
+    chrono: &'p [(i64, f64)],
+    now: i64,
+    mut f: impl FnMut(usize, (&ArchiveInfo, &'p [(i64, f64)])) -> Result<()>,
+) -> Result<()> {
+    let mut end = chrono.len();
+    for (index, archive) in header.archives.iter().enumerate() {
+        if end == 0 {
+            break;
+        }
+        let retention = i64::from(archive.retention());
+        let start = chrono[..end].partition_point(|p| now.saturating_sub(p.0) > retention);
+        if start < end {
+            f(index, (archive, &chrono[start..end]))?;
+        }
+        end = start;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
