@@ -6,14 +6,11 @@
 //! in slot `floor((t - base) / spp) mod points`. A base of 0 means "empty": the next write lands
 //! in slot 0 and becomes the base.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
-
 use super::Series;
 use super::format::{
     AggregationMethod, ArchiveInfo, Header, POINT_SIZE, decode_point, encode_point,
 };
+use super::map::View;
 use crate::error::{Error, Result};
 
 /// whisper.py's `aggregate()`. `neighbors` holds every slot of the propagation window (None =
@@ -138,8 +135,8 @@ pub(crate) struct Scratch {
 /// I/O on the archives of one open file. `bases` caches each archive's non-zero base: once set,
 /// a base only changes by whole laps (`points * spp`), which map every interval to the same slot.
 pub(crate) struct Archives<'a> {
-    pub file: &'a File,
-    pub path: &'a Path,
+    /// Reads (mapped or pread) and writes (pwrite), checked once against truncation.
+    pub io: View<'a>,
     pub header: &'a Header,
     pub bases: &'a mut [u32],
     pub scratch: &'a mut Scratch,
@@ -179,25 +176,11 @@ fn align_next(prev: Option<i64>, t: i64, step: i64) -> i64 {
 
 impl Archives<'_> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.file.read_exact_at(buf, offset).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::corrupt(
-                    self.path,
-                    format!(
-                        "file truncated: cannot read {} bytes at {offset}",
-                        buf.len()
-                    ),
-                )
-            } else {
-                Error::io(self.path, e)
-            }
-        })
+        self.io.read_at(buf, offset)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(|e| Error::io(self.path, e))
+        self.io.write_at(buf, offset)
     }
 
     fn info(&self, index: usize) -> &ArchiveInfo {
@@ -319,12 +302,16 @@ impl Archives<'_> {
         }
         let mut bytes = std::mem::take(&mut self.scratch.run_bytes);
         let mut runs = std::mem::take(&mut self.scratch.runs);
+        // Sized once for the worst case (every point its own interval), then cut to `len`.
         bytes.clear();
+        bytes.resize(points.len() * POINT_SIZE, 0);
         runs.clear();
+        let mut len = 0usize;
         let mut previous: Option<i64> = None;
-        for (i, (&interval, &(_, value))) in aligned.iter().zip(points).enumerate() {
+        let next_intervals = aligned.iter().skip(1).map(Some).chain([None]);
+        for ((&interval, &(_, value)), next) in aligned.iter().zip(points).zip(next_intervals) {
             // The last point of a run of equal intervals wins.
-            if aligned.get(i + 1) == Some(&interval) {
+            if next == Some(&interval) {
                 continue;
             }
             // whisper.py tests `not previousInterval`, so a previous interval of 0 also extends
@@ -334,16 +321,19 @@ impl Archives<'_> {
                 Some(p) => interval == p + step,
             };
             if !extend || runs.is_empty() {
+                if let Some(run) = runs.last_mut() {
+                    run.2 = len;
+                }
                 close_run(runs.last_mut(), previous, step);
-                runs.push((interval, bytes.len(), bytes.len()));
+                runs.push((interval, len, len));
             }
-            let at = bytes.len();
-            bytes.extend_from_slice(&[0u8; POINT_SIZE]);
-            encode_point(&mut bytes[at..], interval as u32, value);
-            if let Some(run) = runs.last_mut() {
-                run.2 = bytes.len();
-            }
+            encode_point(&mut bytes[len..len + POINT_SIZE], interval as u32, value);
+            len += POINT_SIZE;
             previous = Some(interval);
+        }
+        bytes.truncate(len);
+        if let Some(run) = runs.last_mut() {
+            run.2 = len;
         }
         close_run(runs.last_mut(), previous, step);
         let result = self.write_runs(index, step, &runs, &bytes);

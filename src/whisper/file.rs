@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Series;
 use super::archive::{Archives, Scratch, to_u32};
-use super::format::{AggregationMethod, Header, METADATA_SIZE, Retention};
+use super::format::{AggregationMethod, ArchiveInfo, Header, METADATA_SIZE, Retention};
+use super::map::FileMap;
 use crate::error::{Error, Result};
 use crate::points::Point;
 
@@ -30,6 +31,8 @@ pub struct CreateOptions {
 pub struct WhisperFile {
     path: PathBuf,
     file: File,
+    /// Serves reads; writes go through `file`. Maps the header-validated extent.
+    map: FileMap,
     header: Header,
     writable: bool,
     /// Non-zero archive bases seen so far (0 = not yet known); see `archive::Archives`.
@@ -85,9 +88,11 @@ impl WhisperFile {
         let _ = std::fs::remove_file(&tmp);
         result?;
         let bases = vec![0; header.archives.len()];
+        let map = FileMap::new(&file, header.file_size());
         Ok(WhisperFile {
             path: path.to_path_buf(),
             file,
+            map,
             header,
             writable: true,
             bases,
@@ -191,9 +196,11 @@ impl WhisperFile {
         read(&mut bytes, 0)?;
         let header = Header::decode(&bytes, len, path)?;
         let bases = vec![0; header.archives.len()];
+        let map = FileMap::new(&file, header.file_size());
         Ok(WhisperFile {
             path: path.to_path_buf(),
             file,
+            map,
             header,
             writable,
             bases,
@@ -211,14 +218,21 @@ impl WhisperFile {
         &self.header
     }
 
-    fn archives(&mut self) -> Archives<'_> {
-        Archives {
-            file: &self.file,
-            path: &self.path,
+    /// Archive I/O for one operation; fails with `Error::Corrupt`, before any I/O, if the file
+    /// is now shorter than its header says (see `map`).
+    fn archives(&mut self) -> Result<Archives<'_>> {
+        Ok(Archives {
+            io: self.map.view(&self.file, &self.path)?,
             header: &self.header,
             bases: &mut self.bases,
             scratch: &mut self.scratch,
-        }
+        })
+    }
+
+    /// Whether reads are served from a memory map (false: the pread fallback).
+    #[cfg(test)]
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.map.is_mapped()
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -252,7 +266,7 @@ impl WhisperFile {
         let step = i64::from(self.header.archives[index].seconds_per_point);
         let interval = timestamp - timestamp.rem_euclid(step);
         to_u32(interval)?;
-        self.archives().update_one(index, interval, value)
+        self.archives()?.update_one(index, interval, value)
     }
 
     /// whisper.py `update_many` / `file_update_many`: sorts newest first (stable), hands each
@@ -283,30 +297,20 @@ impl WhisperFile {
     /// points too; older than every archive dropped) and commits them newest archive first,
     /// as `file_update_many` does. Every timestamp is checked before anything is written.
     fn update_chronological(&mut self, chrono: &[(i64, f64)], now: i64) -> Result<()> {
-        let mut batches: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-        let mut end = chrono.len();
-        for (index, archive) in self.header.archives.iter().enumerate() {
-            let retention = i64::from(archive.retention());
-            // Points of this archive: the newest remaining ones with age <= retention.
-            let start = chrono[..end].partition_point(|p| now.saturating_sub(p.0) > retention);
-            if start < end {
-                // Ascending, so checking both ends checks every aligned timestamp.
-                let step = i64::from(archive.seconds_per_point);
-                for (t, _) in [chrono[start], chrono[end - 1]] {
-                    to_u32(t - t.rem_euclid(step))?;
-                }
-                batches.push((index, start..end));
+        // Two passes over the (cheap) split instead of collecting it: check, then commit.
+        for_each_batch(&self.header, chrono, now, |_, range| {
+            // Ascending, so checking both ends checks every aligned timestamp.
+            let step = i64::from(range.0.seconds_per_point);
+            for (t, _) in [range.1[0], range.1[range.1.len() - 1]] {
+                to_u32(t - t.rem_euclid(step))?;
             }
-            end = start;
-            if end == 0 {
-                break;
-            }
-        }
-        let mut archives = self.archives();
-        for (index, range) in batches {
-            archives.update_many(index, &chrono[range])?;
-        }
-        Ok(())
+            Ok(())
+        })?;
+        let mut archives = self.archives()?;
+        let header = archives.header;
+        for_each_batch(header, chrono, now, |index, (_, points)| {
+            archives.update_many(index, points)
+        })
     }
 
     /// whisper.py `file_fetch`: None when the range is wholly in the future or beyond the
@@ -363,7 +367,7 @@ impl WhisperFile {
                 .position(|a| i64::from(a.retention()) >= diff)
                 .unwrap_or(self.header.archives.len() - 1)
         });
-        self.archives().fetch(index, from, until).map(Some)
+        self.archives()?.fetch(index, from, until).map(Some)
     }
 
     /// whisper.py `setAggregationMethod`: rewrites the metadata block with `m` and, if given,
@@ -395,8 +399,32 @@ impl WhisperFile {
         if index >= self.header.archives.len() {
             return Err(Error::invalid(format!("archive {index} does not exist")));
         }
-        self.archives().read_all(index)
+        self.archives()?.read_all(index)
     }
+}
+
+/// Calls `f(index, (archive, points))` for each archive's non-empty share of `chrono`
+/// (ascending), newest archive first: the newest remaining points whose age is within the
+/// archive's retention (future points go to archive 0; points older than every archive to none).
+fn for_each_batch<'p>(
+    header: &Header,
+    chrono: &'p [(i64, f64)],
+    now: i64,
+    mut f: impl FnMut(usize, (&ArchiveInfo, &'p [(i64, f64)])) -> Result<()>,
+) -> Result<()> {
+    let mut end = chrono.len();
+    for (index, archive) in header.archives.iter().enumerate() {
+        if end == 0 {
+            break;
+        }
+        let retention = i64::from(archive.retention());
+        let start = chrono[..end].partition_point(|p| now.saturating_sub(p.0) > retention);
+        if start < end {
+            f(index, (archive, &chrono[start..end]))?;
+        }
+        end = start;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -736,5 +764,133 @@ mod tests {
         ));
         assert!(f.update_many(&pts(&[(NOW - 5, 1.0)]), NOW).is_err());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 50);
+    }
+
+    /// Runs the same operations on a mapped handle and on a pread-fallback handle: identical
+    /// files and results.
+    #[test]
+    fn mmap_failure_falls_back_to_pread_with_identical_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let rets = [r(10, 30), r(60, 20), r(300, 12)];
+        let mut files = Vec::new();
+        for (name, fail) in [("m.wsp", false), ("p.wsp", true)] {
+            let path = dir.path().join(name);
+            drop(create(dir.path(), name, &rets, AggregationMethod::Max, 0.3));
+            crate::whisper::map::FAIL_NEXT_MAP.with(|f| f.set(fail));
+            let f = WhisperFile::open(&path).unwrap();
+            assert_eq!(f.is_mapped(), !fail);
+            files.push(f);
+        }
+        let t0 = NOW - NOW % 300;
+        let mut results = Vec::new();
+        for f in &mut files {
+            let mut out = Vec::new();
+            for step in 0..40i64 {
+                let now = t0 + step * 70;
+                let batch: Vec<(i64, f64)> = (0..7)
+                    .map(|i| (now - 65 + i * 10, (step * 7 + i) as f64 * 0.5))
+                    .collect();
+                f.update_many(&pts(&batch), now).unwrap();
+                f.update(-1.0, now - 200, now).unwrap();
+                out.push(f.fetch(now - 250, None, now).unwrap());
+                out.push(f.fetch(now - 3000, None, now).unwrap());
+            }
+            results.push((out, f.read_archive(2).unwrap()));
+        }
+        let eq = |a: &Option<Series>, b: &Option<Series>| format!("{a:?}") == format!("{b:?}");
+        assert!(
+            results[0]
+                .0
+                .iter()
+                .zip(&results[1].0)
+                .all(|(a, b)| eq(a, b))
+        );
+        assert_eq!(results[0].1, results[1].1);
+        assert_eq!(
+            std::fs::read(files[0].path()).unwrap(),
+            std::fs::read(files[1].path()).unwrap()
+        );
+    }
+
+    /// Reads come from the map and must see every pwrite: ours at once, and another handle's.
+    #[test]
+    fn mapped_reads_see_writes_from_any_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = create(
+            dir.path(),
+            "c.wsp",
+            &[r(10, 60), r(60, 30)],
+            AggregationMethod::Sum,
+            0.0,
+        );
+        let mut b = WhisperFile::open(a.path()).unwrap();
+        assert!(a.is_mapped() && b.is_mapped());
+        let t = NOW - NOW % 60;
+        // b maps its pages before a writes, so a stale private copy would show.
+        assert!(b.fetch(t - 300, None, t).unwrap().unwrap().values[0].is_nan());
+        for i in 0..3 {
+            let f = if i == 1 { &mut b } else { &mut a };
+            let at = t - 300 + 10 * i;
+            f.update_many(&pts(&[(at, 1.0 + i as f64)]), t).unwrap();
+        }
+        for f in [&mut a, &mut b] {
+            let s = f.fetch(t - 301, Some(t - 271), t).unwrap().unwrap();
+            assert_eq!(s.values, vec![1.0, 2.0, 3.0]);
+            // Propagation read the other handle's point from the map: 1 + 2 + 3.
+            let low = f
+                .fetch_archive(t - 301, Some(t - 300), t, 1)
+                .unwrap()
+                .unwrap();
+            assert_eq!(low.values, vec![6.0]);
+        }
+    }
+
+    /// In-place truncation of an open file (bases cached, pages mapped): every operation is
+    /// `Error::Corrupt`, nothing crashes and nothing writes, with and without the map.
+    #[test]
+    fn truncated_while_open_is_an_error_in_both_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        for fail in [false, true] {
+            let name = format!("t{fail}.wsp");
+            let path = dir.path().join(&name);
+            drop(create(
+                dir.path(),
+                &name,
+                &[r(10, 600), r(60, 700)],
+                AggregationMethod::Average,
+                0.5,
+            ));
+            crate::whisper::map::FAIL_NEXT_MAP.with(|f| f.set(fail));
+            let mut f = WhisperFile::open(&path).unwrap();
+            assert_eq!(f.is_mapped(), !fail);
+            let t = NOW - NOW % 60;
+            f.update_many(&pts(&[(t - 60, 1.0), (t - 50, 2.0)]), t)
+                .unwrap();
+            assert!(f.fetch(t - 3000, None, t).unwrap().is_some());
+            let size = f.header().file_size();
+            // Cut inside archive 0 (whose pages are mapped), and right at the end of the header.
+            for cut in [size - 1, 4096, 40] {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_len(cut)
+                    .unwrap();
+                let corrupt = |r: Result<()>| matches!(r, Err(Error::Corrupt { .. }));
+                assert!(
+                    corrupt(f.fetch(t - 600, None, t).map(drop)),
+                    "fetch at {cut}"
+                );
+                assert!(corrupt(f.fetch(t - 30_000, None, t).map(drop)));
+                assert!(corrupt(f.update_many(&pts(&[(t - 40, 3.0)]), t)));
+                assert!(corrupt(f.update(4.0, t - 30, t)));
+                assert!(corrupt(f.read_archive(1).map(drop)));
+                assert_eq!(
+                    std::fs::metadata(&path).unwrap().len(),
+                    cut,
+                    "no write at {cut}"
+                );
+            }
+        }
     }
 }

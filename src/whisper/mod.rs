@@ -2,11 +2,14 @@
 //! `whisper` 1.1.x (graphite-project/whisper `whisper.py`).
 //!
 //! `format` holds the byte layout and header validation, `archive` the read/write/propagate
-//! logic, `file` the `WhisperFile` handle, `pool` the LRU of open files.
+//! logic, `file` the `WhisperFile` handle, `pool` the LRU of open files, `map` the read-only
+//! memory map that serves reads (the only `unsafe` here; see its docs).
 
 pub mod archive;
 pub mod file;
 pub mod format;
+#[allow(unsafe_code)]
+mod map;
 pub mod pool;
 
 pub use file::{CreateOptions, WhisperFile};

@@ -1,5 +1,8 @@
 //! A bounded LRU of open `WhisperFile`s so the persister can reuse descriptors and cached
 //! headers without keeping one descriptor per metric (a million metrics would exhaust them).
+//! Each open file also holds one read-only memory map (see `map`), so the capacity bounds the
+//! process's maps too: keep it well below `vm.max_map_count` (65530 by default on Linux); past
+//! that limit new files fall back to pread rather than fail.
 //!
 //! The pool's own lock guards only the map and is never held during I/O; callers lock the
 //! per-file mutex for the update. Eviction drops the pool's `Arc` only: a caller still holding
