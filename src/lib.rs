@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;

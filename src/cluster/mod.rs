@@ -1,0 +1,288 @@
+//! Spreading metrics over several carbon nodes, placed exactly where carbon-relay,
+//! graphite-web and carbon-c-relay would put them (COMPAT.md §2.11, §2.12).
+//!
+//! [`hash`] holds the rings — every variant the reference programs disagree on, selectable by
+//! name —, [`sender`] the per-destination queue and connections, [`router`] ties them together
+//! as [`Router`]. A cluster is only useful if a node added next to carbon daemons, or a
+//! graphite-web reading from it, agrees on who owns a name; so placement is tested against the
+//! real programs, not against our reading of them.
+
+pub mod hash;
+pub mod router;
+pub mod sender;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+pub use hash::{HashKind, HashRing, Move, moves};
+pub use router::{Placement, Router, SendOutcome};
+pub use sender::{Protocol, Sender, SenderOptions, SenderStats};
+
+/// One cluster member, as carbon writes it: `host:port[:instance]` (`[v6]:port[:instance]`).
+///
+/// The instance matters to the hash: carbon_ch ignores the port, so two caches on one host are
+/// told apart only by their instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Destination {
+    /// Host or address, without brackets.
+    pub host: String,
+    /// TCP port the sender connects to.
+    pub port: u16,
+    /// carbon's instance name; `None` hashes as Python's `None`.
+    pub instance: Option<String>,
+}
+
+impl Destination {
+    /// Parses carbon's destination syntax with `carbon.util.parseDestination`'s rules.
+    pub fn parse(s: &str) -> Result<Destination> {
+        let s = s.trim();
+        let bad = |why: &str| Error::invalid(format!("destination {s:?}: {why}"));
+        let (host, rest) = if let Some(stripped) = s.strip_prefix('[') {
+            let end = stripped
+                .rfind("]:")
+                .ok_or_else(|| bad("expected [address]:port"))?;
+            (&stripped[..end], &stripped[end + 2..])
+        } else {
+            s.split_once(':')
+                .ok_or_else(|| bad("expected host:port[:instance]"))?
+        };
+        let (port, instance) = match rest.split_once(':') {
+            Some((p, i)) => (p, Some(i.to_owned())),
+            None => (rest, None),
+        };
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        let port: u16 = port
+            .trim()
+            .parse()
+            .map_err(|_| bad("port is not a number in 0..=65535"))?;
+        Ok(Destination {
+            host: host.to_owned(),
+            port,
+            instance,
+        })
+    }
+
+    /// `host:port` to connect to (brackets around IPv6 literals).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.address())?;
+        if let Some(i) = &self.instance {
+            write!(f, ":{i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The `[cluster]` section: who the members are, how names are placed, how points travel.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Members in configuration order (order matters to jump_fnv1a_ch and, through the
+    /// collision rule, to carbon's rings).
+    pub destinations: Vec<Destination>,
+    /// Placement algorithm.
+    pub hashing: HashKind,
+    /// Copies of every point (carbon's `REPLICATION_FACTOR`).
+    pub replication_factor: usize,
+    /// carbon's `DIVERSE_REPLICAS`: replicas go to distinct hosts (carbon flavours only;
+    /// carbon-c-relay has no such rule).
+    pub diverse_replicas: bool,
+    /// Which member this process is, if any: its share is not sent over the network.
+    pub local: Option<Destination>,
+    /// Whether this process stores what it owns itself (only meaningful with `local`).
+    pub store_local: bool,
+    /// How points are sent to the others.
+    pub sender: SenderOptions,
+}
+
+impl ClusterConfig {
+    /// A cluster over `destinations` with carbon's defaults: carbon_ch, one copy, diverse
+    /// replicas, pickle, carbon's queue and batch sizes.
+    pub fn new(destinations: Vec<Destination>) -> ClusterConfig {
+        ClusterConfig {
+            destinations,
+            hashing: HashKind::CarbonCh,
+            replication_factor: 1,
+            diverse_replicas: true,
+            local: None,
+            store_local: true,
+            sender: SenderOptions::default(),
+        }
+    }
+
+    /// Applies a `[cluster]` TOML table (keys in go-carbon's dashed style); `what` names the
+    /// source in errors.
+    pub fn apply_toml(mut self, t: &toml::Table, what: &str) -> Result<ClusterConfig> {
+        let err = |k: &str, m: String| Error::Config {
+            file: what.into(),
+            line: 0,
+            message: format!("[cluster] {k}: {m}"),
+        };
+        let string = |k: &str, v: &toml::Value| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| err(k, format!("expected a string, got {v}")))
+        };
+        let int = |k: &str, v: &toml::Value, min: i64, max: i64| match v.as_integer() {
+            Some(i) if (min..=max).contains(&i) => Ok(i),
+            _ => Err(err(
+                k,
+                format!("expected an integer in {min}..={max}, got {v}"),
+            )),
+        };
+        let boolean = |k: &str, v: &toml::Value| {
+            v.as_bool()
+                .ok_or_else(|| err(k, format!("expected true or false, got {v}")))
+        };
+        let duration = |k: &str, v: &toml::Value| {
+            let s = string(k, v)?;
+            crate::config::parse_go_duration(&s)
+                .ok_or_else(|| err(k, format!("{s:?} is not a duration like \"5s\"")))
+        };
+        for (k, v) in t {
+            match k.as_str() {
+                "destinations" => {
+                    let list = v.as_array().ok_or_else(|| {
+                        err(k, "expected a list of \"host:port[:instance]\"".into())
+                    })?;
+                    self.destinations = list
+                        .iter()
+                        .map(|d| {
+                            Destination::parse(&string(k, d)?).map_err(|e| err(k, e.to_string()))
+                        })
+                        .collect::<Result<_>>()?;
+                }
+                "hashing" => {
+                    let s = string(k, v)?;
+                    self.hashing = HashKind::from_name(&s).ok_or_else(|| {
+                        err(
+                            k,
+                            format!("{s:?}: expected one of {}", HashKind::NAMES.join(", ")),
+                        )
+                    })?;
+                }
+                "replication-factor" => self.replication_factor = int(k, v, 1, 64)? as usize,
+                "diverse-replicas" => self.diverse_replicas = boolean(k, v)?,
+                "local" => {
+                    let s = string(k, v)?;
+                    self.local = if s.is_empty() {
+                        None
+                    } else {
+                        Some(Destination::parse(&s).map_err(|e| err(k, e.to_string()))?)
+                    };
+                }
+                "store-local" => self.store_local = boolean(k, v)?,
+                "protocol" => {
+                    let s = string(k, v)?;
+                    self.sender.protocol = match s.as_str() {
+                        "pickle" => Protocol::Pickle,
+                        "plain" | "line" => Protocol::Plain,
+                        _ => {
+                            return Err(err(k, format!("{s:?}: expected \"pickle\" or \"plain\"")));
+                        }
+                    };
+                }
+                "queue-size" => self.sender.queue_size = int(k, v, 1, 1 << 32)? as usize,
+                "batch-size" => self.sender.batch_size = int(k, v, 1, 1 << 20)? as usize,
+                "connections" => self.sender.connections = int(k, v, 1, 16)? as usize,
+                "connect-timeout" => self.sender.connect_timeout = duration(k, v)?,
+                "io-timeout" => self.sender.io_timeout = duration(k, v)?,
+                "reconnect-max-delay" => self.sender.reconnect_max_delay = duration(k, v)?,
+                _ => return Err(err(k, "unknown key in [cluster]".into())),
+            }
+        }
+        self.validate()
+            .map_err(|e| err("destinations", e.to_string()))?;
+        Ok(self)
+    }
+
+    /// Checks what the ring cannot work with: no members, duplicates the hash cannot tell
+    /// apart, more copies than members, a `local` that is not a member.
+    pub fn validate(&self) -> Result<()> {
+        HashRing::new(self.hashing, &self.destinations)?;
+        if self.replication_factor == 0 || self.replication_factor > self.destinations.len() {
+            return Err(Error::invalid(format!(
+                "replication factor {} needs 1..={} destinations",
+                self.replication_factor,
+                self.destinations.len()
+            )));
+        }
+        if let Some(l) = &self.local
+            && !self.destinations.contains(l)
+        {
+            return Err(Error::invalid(format!(
+                "local {l} is not one of the destinations"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Default reconnect pacing, carbon's `ReconnectingClientFactory.maxDelay`.
+pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse_like_carbon() {
+        let d = Destination::parse("10.0.0.1:2004:a").unwrap();
+        assert_eq!(
+            (d.host.as_str(), d.port, d.instance.as_deref()),
+            ("10.0.0.1", 2004, Some("a"))
+        );
+        let d = Destination::parse(" host:2004 ").unwrap();
+        assert_eq!((d.host.as_str(), d.port, d.instance), ("host", 2004, None));
+        let d = Destination::parse("[::1]:2004:b").unwrap();
+        assert_eq!(
+            (d.host.as_str(), d.port, d.instance.as_deref()),
+            ("::1", 2004, Some("b"))
+        );
+        assert_eq!(d.to_string(), "[::1]:2004:b");
+        for bad in ["host", ":2004", "h:port", "h:70000", "[::1]2004"] {
+            assert!(Destination::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cluster_section() {
+        let t: toml::Table = toml::from_str(
+            "destinations = [\"127.0.0.1:2004:a\", \"127.0.0.1:2104:b\"]\nhashing = \"jump_fnv1a_ch\"\nreplication-factor = 2\nprotocol = \"plain\"\nlocal = \"127.0.0.1:2004:a\"\nreconnect-max-delay = \"1s\"\n",
+        )
+        .unwrap();
+        let c = ClusterConfig::new(vec![]).apply_toml(&t, "x").unwrap();
+        assert_eq!(c.destinations.len(), 2);
+        assert_eq!(c.hashing, HashKind::JumpFnv1aCh);
+        assert_eq!(c.replication_factor, 2);
+        assert_eq!(c.sender.protocol, Protocol::Plain);
+        assert_eq!(c.sender.reconnect_max_delay, Duration::from_secs(1));
+        assert!(c.local.is_some());
+        for bad in [
+            "destinations = [\"a:1\"]\nreplication-factor = 2\n",
+            "destinations = [\"a:1\"]\nhashing = \"md5\"\n",
+            "destinations = [\"a:1\"]\nlocal = \"b:1\"\n",
+            "destinations = [\"a:1\"]\nqueue-sise = 1\n",
+            "destinations = []\n",
+            "destinations = [\"a:1\", \"a:2\"]\n",
+        ] {
+            let t: toml::Table = toml::from_str(bad).unwrap();
+            assert!(
+                ClusterConfig::new(vec![]).apply_toml(&t, "x").is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
