@@ -314,3 +314,43 @@ fn variants_disagree_on_this_data() {
         "no ring collision in any set: the collision rule is untested"
     );
 }
+
+/// The "explain the ring" CLI prints the library's placement, and only moved names on --add.
+#[test]
+fn ring_cli_explains_placement_and_moves() {
+    let names: Vec<String> = names().into_iter().take(2000).collect();
+    let input = names.join("\n") + "\n";
+    let members = ["10.0.0.1:2004:a", "10.0.0.2:2004:b", "10.0.0.3:2004:c"];
+    let exe = env!("CARGO_BIN_EXE_carbonlite-ring");
+    let out = run_with_stdin(
+        Command::new(exe)
+            .args(["--hash", "carbon_ch", "--replication", "2"])
+            .args(members),
+        input.as_bytes(),
+    );
+    let ring = HashRing::new(HashKind::CarbonCh, &dests(&members)).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), names.len());
+    for (n, l) in names.iter().zip(&lines) {
+        let want: Vec<String> = ring
+            .owners(n, 2, true)
+            .iter()
+            .map(|&i| ring.members()[i].to_string())
+            .collect();
+        assert_eq!(*l, format!("{n}\t{}", want.join(" ")));
+    }
+    let out = run_with_stdin(
+        Command::new(exe)
+            .args(["--hash", "carbon_ch"])
+            .args(members)
+            .args(["--add", "10.0.0.4:2004:d"]),
+        input.as_bytes(),
+    );
+    let moved: Vec<&str> = out.lines().collect();
+    // About a quarter of the names move, each to the new member.
+    assert!(moved.len() > 300 && moved.len() < 700, "{}", moved.len());
+    assert!(
+        moved.iter().all(|l| l.ends_with("-> 10.0.0.4:2004:d")),
+        "{out}"
+    );
+}
