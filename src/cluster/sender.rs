@@ -75,7 +75,7 @@ pub struct SenderStats {
     pub queued: u64,
     /// Points refused because the queue was full.
     pub dropped: u64,
-    /// Connections established after the first one (each follows a loss or refusal).
+    /// Connections established after a connection was lost or refused.
     pub reconnects: u64,
     /// Connect attempts that failed.
     pub connect_failures: u64,
@@ -99,7 +99,7 @@ struct Inner {
     stop: AtomicBool,
     sent: AtomicU64,
     dropped: AtomicU64,
-    connects: AtomicU64,
+    reconnects: AtomicU64,
     connect_failures: AtomicU64,
     requeued: AtomicU64,
 }
@@ -128,7 +128,7 @@ impl Sender {
             stop: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            connects: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
         });
@@ -173,7 +173,7 @@ impl Sender {
             sent: i.sent.load(Relaxed),
             queued: i.queue.lock().items.len() as u64 + i.in_flight.load(Relaxed),
             dropped: i.dropped.load(Relaxed),
-            reconnects: i.connects.load(Relaxed).saturating_sub(1),
+            reconnects: i.reconnects.load(Relaxed),
             connect_failures: i.connect_failures.load(Relaxed),
             requeued_batches: i.requeued.load(Relaxed),
         }
@@ -206,6 +206,8 @@ impl Drop for Sender {
 fn connection_loop(inner: &Inner) {
     let mut conn: Option<TcpStream> = None;
     let mut backoff = Duration::from_millis(100);
+    // The first connection of this slot is a connect, every later one a reconnect.
+    let mut first = true;
     let mut batch: Vec<(String, Point)> = Vec::with_capacity(inner.opts.batch_size);
     let mut buf = Vec::new();
     while !inner.stop.load(Relaxed) {
@@ -220,9 +222,14 @@ fn connection_loop(inner: &Inner) {
             None => match connect(inner) {
                 Ok(s) => {
                     backoff = Duration::from_millis(100);
+                    if !first {
+                        inner.reconnects.fetch_add(1, Relaxed);
+                    }
+                    first = false;
                     conn.insert(s)
                 }
                 Err(_) => {
+                    first = false;
                     inner.connect_failures.fetch_add(1, Relaxed);
                     sleep_unless_stopped(inner, backoff);
                     backoff = (backoff * 2).min(inner.opts.reconnect_max_delay.max(backoff));
@@ -293,7 +300,6 @@ fn connect(inner: &Inner) -> io::Result<TcpStream> {
             Ok(s) => {
                 s.set_nodelay(true)?;
                 s.set_write_timeout(Some(inner.opts.io_timeout))?;
-                inner.connects.fetch_add(1, Relaxed);
                 return Ok(s);
             }
             Err(e) => last = e,
@@ -317,10 +323,14 @@ fn still_open(s: &TcpStream) -> bool {
     open && s.set_nonblocking(false).is_ok()
 }
 
+/// Backoff pause; new points arriving do not cut it short, a stop does.
 fn sleep_unless_stopped(inner: &Inner, d: Duration) {
+    let deadline = Instant::now() + d;
     let mut q = inner.queue.lock();
-    if !inner.stop.load(Relaxed) && !q.closed {
-        inner.ready.wait_for(&mut q, d);
+    while !inner.stop.load(Relaxed) && !q.closed {
+        if inner.ready.wait_until(&mut q, deadline).timed_out() {
+            return;
+        }
     }
 }
 
