@@ -25,6 +25,8 @@ pub struct Config {
     pub tcp: TcpConfig,
     /// go-carbon keys accepted but not implemented (yet), as `section.key`.
     pub ignored: Vec<String>,
+    /// `[cluster]` (carbonlite's section): members, hashing and senders; None = standalone.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[common]`.
@@ -126,6 +128,7 @@ impl Config {
                 read_timeout: Duration::from_secs(120),
             },
             ignored: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -165,6 +168,13 @@ impl Config {
                 "whisper" => self.apply_whisper(&mut cx, t)?,
                 "cache" => self.apply_cache(&mut cx, t)?,
                 "tcp" => self.apply_tcp(&mut cx, t)?,
+                "cluster" => {
+                    let base = self
+                        .cluster
+                        .take()
+                        .unwrap_or_else(|| crate::cluster::ClusterConfig::new(Vec::new()));
+                    self.cluster = Some(base.apply_toml(t, file)?);
+                }
                 _ => {
                     let known = go_carbon_keys(section).ok_or_else(|| {
                         cx.err(section, "", format!("unknown section [{section}]"))
@@ -561,6 +571,24 @@ mod tests {
             .apply_toml("[whisper]\nworkers = 0\n", "o")
             .unwrap_err();
         assert!(e.to_string().contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn cluster_section() {
+        let c = Config::embedded("d")
+            .apply_toml(
+                "[cluster]\ndestinations = [\"10.0.0.1:2004:a\", \"10.0.0.2:2004:b\"]\nhashing = \"fnv1a_ch/c-relay\"\n",
+                "o",
+            )
+            .unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.destinations.len(), 2);
+        assert_eq!(cl.hashing, crate::cluster::HashKind::Fnv1aChRelay);
+        assert!(Config::embedded("d").cluster.is_none());
+        let e = Config::embedded("d")
+            .apply_toml("[cluster]\nhashing = \"carbon_ch\"\n", "o")
+            .unwrap_err();
+        assert!(e.to_string().contains("[cluster]"), "{e}");
     }
 
     #[test]
