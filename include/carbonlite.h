@@ -206,6 +206,26 @@ typedef struct {
    * Persister threads.
    */
   uint64_t workers;
+  /**
+   * Points received by the UDP listener.
+   */
+  uint64_t udp_metrics_received;
+  /**
+   * Lines the UDP listener refused (incomplete last lines of datagrams included).
+   */
+  uint64_t udp_errors;
+  /**
+   * Points received by the pickle listener.
+   */
+  uint64_t pickle_metrics_received;
+  /**
+   * Bad pickle entries, unreadable or oversized frames.
+   */
+  uint64_t pickle_errors;
+  /**
+   * Open pickle connections.
+   */
+  uint64_t pickle_active;
 } carbon_counters;
 
 #ifdef __cplusplus

@@ -25,6 +25,10 @@ pub struct Config {
     pub tcp: TcpConfig,
     /// go-carbon keys accepted but not implemented (yet), as `section.key`.
     pub ignored: Vec<String>,
+    /// `[udp]`: the plaintext datagram listener.
+    pub udp: UdpConfig,
+    /// `[pickle]`: carbon's pickle protocol listener.
+    pub pickle: PickleConfig,
 }
 
 /// `[common]`.
@@ -91,6 +95,37 @@ pub struct TcpConfig {
     pub read_timeout: Duration,
 }
 
+/// `[udp]`.
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    /// Whether the listener runs.
+    pub enabled: bool,
+    /// `host:port`; go-carbon's `:2003` form means every address.
+    pub listen: String,
+    /// go-carbon's queue between receiver and cache; carbonlite adds each datagram straight
+    /// into the sharded cache, so the value is kept for `-check-config` only.
+    pub buffer_size: usize,
+    /// go-carbon logs the incomplete last lines it drops; carbonlite counts them in
+    /// `udp_errors` (it has no logger), so the flag only records the operator's wish.
+    pub log_incomplete: bool,
+}
+
+/// `[pickle]`.
+#[derive(Debug, Clone)]
+pub struct PickleConfig {
+    /// Whether the listener runs.
+    pub enabled: bool,
+    /// `host:port`; go-carbon's `:2004` form means every address.
+    pub listen: String,
+    /// Sizes the per-connection read buffer when non-zero (no queue, as `[tcp]`).
+    pub buffer_size: usize,
+    /// Largest frame accepted; a longer length prefix closes the connection (go-carbon 64 MiB).
+    pub max_message_size: usize,
+    /// Idle connections, and frames not complete this long after they started, are closed
+    /// (carbonlite's key, as `[tcp] read-timeout`; 2 minutes as go-carbon's deadline).
+    pub read_timeout: Duration,
+}
+
 impl Config {
     /// Defaults for the embedded library: go-carbon's `NewConfig()` values, except that no
     /// listener runs unless asked and the data dir is the one given to `carbon_open`.
@@ -126,6 +161,19 @@ impl Config {
                 read_timeout: Duration::from_secs(120),
             },
             ignored: Vec::new(),
+            udp: UdpConfig {
+                enabled: false,
+                listen: "127.0.0.1:2003".into(),
+                buffer_size: 0,
+                log_incomplete: false,
+            },
+            pickle: PickleConfig {
+                enabled: false,
+                listen: "127.0.0.1:2004".into(),
+                buffer_size: 0,
+                max_message_size: 64 << 20,
+                read_timeout: Duration::from_secs(120),
+            },
         }
     }
 
@@ -165,6 +213,8 @@ impl Config {
                 "whisper" => self.apply_whisper(&mut cx, t)?,
                 "cache" => self.apply_cache(&mut cx, t)?,
                 "tcp" => self.apply_tcp(&mut cx, t)?,
+                "udp" => self.apply_udp(&mut cx, t)?,
+                "pickle" => self.apply_pickle(&mut cx, t)?,
                 _ => {
                     let known = go_carbon_keys(section).ok_or_else(|| {
                         cx.err(section, "", format!("unknown section [{section}]"))
@@ -336,11 +386,42 @@ impl Config {
     }
 }
 
+impl Config {
+    fn apply_udp(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.udp;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("udp", k, v)?,
+                "listen" => c.listen = cx.string("udp", k, v)?,
+                "buffer-size" => c.buffer_size = cx.int("udp", k, v, 0, 1 << 30)? as usize,
+                "log-incomplete" => c.log_incomplete = cx.bool("udp", k, v)?,
+                _ => return Err(cx.err("udp", k, "unknown key in [udp]".into())),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_pickle(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.pickle;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("pickle", k, v)?,
+                "listen" => c.listen = cx.string("pickle", k, v)?,
+                "buffer-size" => c.buffer_size = cx.int("pickle", k, v, 0, 1 << 30)? as usize,
+                "max-message-size" => {
+                    c.max_message_size = cx.int("pickle", k, v, 1, u32::MAX as i64)? as usize
+                }
+                "read-timeout" => c.read_timeout = cx.duration("pickle", k, v)?,
+                _ => return Err(cx.err("pickle", k, "unknown key in [pickle]".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// go-carbon sections carbonlite does not implement yet, with their keys (empty = free-form).
 fn go_carbon_keys(section: &str) -> Option<&'static [&'static str]> {
     let keys: &[&str] = match section {
-        "udp" => &["listen", "enabled", "buffer-size", "log-incomplete"],
-        "pickle" => &["listen", "enabled", "buffer-size", "max-message-size"],
         "carbonlink" => &["listen", "enabled", "read-timeout", "query-timeout"],
         "grpc" => &["listen", "enabled"],
         "tags" => &[
@@ -520,7 +601,10 @@ mod tests {
         assert!(c.tcp.enabled);
         assert_eq!(c.tcp.listen, ":2003");
         assert_eq!(c.common.metric_interval, Duration::from_secs(60));
-        assert!(c.ignored.iter().any(|k| k == "pickle.max-message-size"));
+        assert!(c.ignored.iter().any(|k| k == "grpc.listen"));
+        assert!(c.pickle.enabled && c.udp.enabled);
+        assert_eq!(c.pickle.listen, ":2004");
+        assert_eq!(c.pickle.max_message_size, 67_108_864);
         assert!(c.ignored.iter().any(|k| k == "carbonserver.trigram-index"));
     }
 
@@ -550,7 +634,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("unknown section"), "{e}");
         let e = Config::embedded("d")
-            .apply_toml("[pickle]\nlisten = 1\nlistne = 2\n", "o")
+            .apply_toml("[pickle]\nlisten = \":2004\"\nlistne = 2\n", "o")
             .unwrap_err();
         assert!(e.to_string().contains("listne"), "{e}");
         let e = Config::embedded("d")

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) listen_addrs: Mutex<Vec<std::net::SocketAddr>>,
     /// Set first on close: listeners stop accepting and connections finish.
     pub(crate) receivers_stopping: AtomicBool,
+    /// Where `[udp]` and `[pickle]` are bound.
+    pub(crate) receiver_addrs: Mutex<crate::receiver::Bound>,
 }
 
 /// What `add_lines` did with a buffer: every line is either accepted or counted as rejected.
@@ -86,6 +88,7 @@ impl Carbon {
             last_write_error: Mutex::new(None),
             listen_addrs: Mutex::new(Vec::new()),
             receivers_stopping: AtomicBool::new(false),
+            receiver_addrs: Mutex::new(Default::default()),
             config,
         });
         let carbon = Carbon {
@@ -117,6 +120,14 @@ impl Carbon {
                     carbon.close();
                     return Err(e);
                 }
+            }
+        }
+        match crate::receiver::start_udp_and_pickle(&shared) {
+            Ok(handles) => threads.extend(handles),
+            Err(e) => {
+                *carbon.threads.lock() = threads;
+                carbon.close();
+                return Err(e);
             }
         }
         *carbon.threads.lock() = threads;
@@ -173,6 +184,16 @@ impl Carbon {
     /// The address the TCP listener is bound to, once it runs (useful with port 0).
     pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
         self.shared.listen_addrs.lock().first().copied()
+    }
+
+    /// The address the `[udp]` listener is bound to, once it runs (useful with port 0).
+    pub fn udp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.receiver_addrs.lock().udp
+    }
+
+    /// The address the `[pickle]` listener is bound to, once it runs (useful with port 0).
+    pub fn pickle_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.receiver_addrs.lock().pickle
     }
 
     /// Counters and cache gauges.

@@ -76,6 +76,16 @@ pub struct carbon_counters {
     pub not_confirmed: u64,
     /// Persister threads.
     pub workers: u64,
+    /// Points received by the UDP listener.
+    pub udp_metrics_received: u64,
+    /// Lines the UDP listener refused (incomplete last lines of datagrams included).
+    pub udp_errors: u64,
+    /// Points received by the pickle listener.
+    pub pickle_metrics_received: u64,
+    /// Bad pickle entries, unreadable or oversized frames.
+    pub pickle_errors: u64,
+    /// Open pickle connections.
+    pub pickle_active: u64,
 }
 
 /// Detailed result of `carbon_add_line_ex`.
@@ -355,6 +365,11 @@ pub unsafe extern "C" fn carbon_stats(c: *mut carbon, out: *mut carbon_counters)
             cache_max_size: s.cache_max_size,
             not_confirmed: s.not_confirmed,
             workers: s.workers,
+            udp_metrics_received: s.udp_metrics_received,
+            udp_errors: s.udp_errors,
+            pickle_metrics_received: s.pickle_metrics_received,
+            pickle_errors: s.pickle_errors,
+            pickle_active: s.pickle_active,
         };
         // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
         unsafe { out.write(v) };

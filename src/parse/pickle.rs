@@ -440,7 +440,7 @@ impl<'a> Machine<'a> {
         self.push(Node::List((self.p.lists.len() - 1) as u32))
     }
     fn new_dict(&mut self, items: Vec<Id>) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(bad("odd number of items for DICT"));
         }
         self.count_elements(items.len() / 2)?;
@@ -460,7 +460,7 @@ impl<'a> Machine<'a> {
         let Node::Dict(i) = self.p.nodes[dict as usize] else {
             return Err(bad("SETITEM(S) on something that is not a dict"));
         };
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(bad("odd number of items for SETITEMS"));
         }
         for kv in items.chunks_exact(2) {
@@ -1206,7 +1206,9 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
-    fn points(payload: &[u8]) -> Result<(Vec<(String, i64, f64)>, u64)> {
+    type Got = Vec<(String, i64, f64)>;
+
+    fn points(payload: &[u8]) -> Result<(Got, u64)> {
         let mut got = Vec::new();
         let mut errors = 0;
         let (a, r) = for_each_point(

@@ -88,6 +88,11 @@ class CarbonCounters(ctypes.Structure):
             "cache_max_size",
             "not_confirmed",
             "workers",
+            "udp_metrics_received",
+            "udp_errors",
+            "pickle_metrics_received",
+            "pickle_errors",
+            "pickle_active",
         )
     ]
 
