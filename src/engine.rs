@@ -61,6 +61,8 @@ pub struct Carbon {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// carbonlink and carbonserver; stopped first on close.
+    query: Mutex<crate::carbonserver::QueryListeners>,
 }
 
 impl Carbon {
@@ -95,6 +97,7 @@ impl Carbon {
             shared: shared.clone(),
             threads: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            query: Mutex::new(Default::default()),
         };
         let mut threads = Vec::new();
         if shared.config.whisper.enabled {
@@ -131,6 +134,13 @@ impl Carbon {
             }
         }
         *carbon.threads.lock() = threads;
+        match crate::carbonserver::QueryListeners::start(&shared) {
+            Ok(q) => *carbon.query.lock() = q,
+            Err(e) => {
+                carbon.close();
+                return Err(e);
+            }
+        }
         Ok(carbon)
     }
 
@@ -196,6 +206,22 @@ impl Carbon {
         self.shared.receiver_addrs.lock().pickle
     }
 
+    /// Graphite glob (`*`, `?`, `[a-z]`, `{a,b}`) over the whisper tree and the cached
+    /// metric names, sorted by path; what carbonserver's `/metrics/find/` answers.
+    pub fn find(&self, pattern: &str) -> Result<Vec<crate::find::FindMatch>> {
+        crate::find::find_in(&self.shared, pattern)
+    }
+
+    /// The address the carbonserver HTTP API is bound to, once it runs.
+    pub fn carbonserver_addr(&self) -> Option<std::net::SocketAddr> {
+        self.query.lock().carbonserver.as_ref().map(|l| l.addr())
+    }
+
+    /// The address the carbonlink listener is bound to, once it runs.
+    pub fn carbonlink_addr(&self) -> Option<std::net::SocketAddr> {
+        self.query.lock().carbonlink.as_ref().map(|l| l.addr())
+    }
+
     /// Counters and cache gauges.
     pub fn stats(&self) -> Snapshot {
         self.shared.snapshot()
@@ -206,6 +232,7 @@ impl Carbon {
         if self.closed.swap(true, Relaxed) {
             return;
         }
+        self.query.lock().stop();
         crate::receiver::stop_listeners(&self.shared);
         // Everything accepted must reach disk before the workers stop.
         if self.shared.config.whisper.enabled {

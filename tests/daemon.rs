@@ -53,7 +53,9 @@ fn sigterm_flushes_and_exits_cleanly() {
         "listen = \":2003\"\nenabled = true\nbuffer-size = 0\n\n[tcp]",
         "listen = \"127.0.0.1:0\"\nenabled = true\nbuffer-size = 0\n\n[tcp]",
     )
-    .replace("listen = \":2004\"", "listen = \"127.0.0.1:0\"");
+    .replace("listen = \":2004\"", "listen = \"127.0.0.1:0\"")
+    // carbonlink is enabled in the fixture: any free port, never a fixed one.
+    .replace("listen = \"127.0.0.1:7002\"", "listen = \"127.0.0.1:0\"");
     let conf_path = dir.path().join("go-carbon.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_carbonlite"))
