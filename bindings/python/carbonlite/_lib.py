@@ -97,6 +97,18 @@ class CarbonCounters(ctypes.Structure):
     ]
 
 
+class CarbonFindMatch(ctypes.Structure):
+    """`carbon_find_match`: one node a glob matched."""
+
+    _fields_ = [("path", ctypes.c_char_p), ("is_leaf", ctypes.c_bool)]
+
+
+class CarbonFindList(ctypes.Structure):
+    """`carbon_find_list`, filled by carbon_find, released by carbon_find_list_free."""
+
+    _fields_ = [("matches", ctypes.POINTER(CarbonFindMatch)), ("len", ctypes.c_size_t)]
+
+
 #: name -> (restype, argtypes), one entry per function of carbonlite.h.
 FUNCTIONS = {
     "carbon_last_error": (ctypes.c_char_p, []),
@@ -118,6 +130,8 @@ FUNCTIONS = {
     "whisper_series_free": (None, [ctypes.POINTER(WhisperSeries)]),
     "carbon_stats": (ctypes.c_int, [CarbonPtr, ctypes.POINTER(CarbonCounters)]),
     "carbon_close": (None, [CarbonPtr]),
+    "carbon_find": (ctypes.c_int64, [CarbonPtr, ctypes.c_char_p, ctypes.POINTER(CarbonFindList)]),
+    "carbon_find_list_free": (None, [ctypes.POINTER(CarbonFindList)]),
 }
 
 
