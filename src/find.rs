@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 /// Longest pattern accepted; longer ones are refused before any work (a glob this long is a
 /// mistake or an attack, never a real query).
 pub const MAX_PATTERN_LEN: usize = 16 * 1024;
+/// Deepest `{…}` nesting accepted (real globs use one or two levels).
+const MAX_BRACE_DEPTH: usize = 16;
 /// Compiled-regex budget per component, so pathological classes cannot eat memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -100,6 +102,20 @@ impl Glob {
                 "glob {:?} contains '/', '\\' or NUL",
                 truncate(pattern)
             )));
+        }
+        // Nesting bounds the recursion below (and regex's own nest limit is 250).
+        let mut depth = 0usize;
+        for c in pattern.bytes() {
+            match c {
+                b'{' => depth += 1,
+                b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_BRACE_DEPTH {
+                return Err(Error::invalid(format!(
+                    "glob nests braces deeper than {MAX_BRACE_DEPTH}"
+                )));
+            }
         }
         let mut expanded = Vec::new();
         expand_dotted_braces(pattern, limits.max_globs.max(1), &mut expanded)?;
@@ -578,6 +594,9 @@ mod tests {
             assert!(Glob::parse(bad, &l).is_err(), "{bad:?}");
         }
         assert!(Glob::parse(&"a".repeat(MAX_PATTERN_LEN + 1), &l).is_err());
+        let deep = format!("{}x{}", "{".repeat(5000), "}".repeat(5000));
+        assert!(Glob::parse(&deep, &l).is_err());
+        assert!(Glob::parse(&"{".repeat(5000), &l).is_err());
         let many = (0..200)
             .map(|i| format!("x.{i}"))
             .collect::<Vec<_>>()
