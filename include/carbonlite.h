@@ -206,7 +206,56 @@ typedef struct {
    * Persister threads.
    */
   uint64_t workers;
+  /**
+   * Points received by the UDP listener.
+   */
+  uint64_t udp_metrics_received;
+  /**
+   * Lines the UDP listener refused (incomplete last lines of datagrams included).
+   */
+  uint64_t udp_errors;
+  /**
+   * Points received by the pickle listener.
+   */
+  uint64_t pickle_metrics_received;
+  /**
+   * Bad pickle entries, unreadable or oversized frames.
+   */
+  uint64_t pickle_errors;
+  /**
+   * Open pickle connections.
+   */
+  uint64_t pickle_active;
 } carbon_counters;
+
+/**
+ * One node a glob matched (see `carbon_find`).
+ */
+typedef struct {
+  /**
+   * Dotted metric path, NUL-terminated; owned by the list.
+   */
+  char *path;
+  /**
+   * True for a metric, false for a branch (a directory, or a prefix of cached names).
+   */
+  bool is_leaf;
+} carbon_find_match;
+
+/**
+ * What `carbon_find` returns: `len` matches sorted by path. Release with
+ * `carbon_find_list_free`.
+ */
+typedef struct {
+  /**
+   * `len` matches; NULL when `len` is 0.
+   */
+  carbon_find_match *matches;
+  /**
+   * Number of matches.
+   */
+  size_t len;
+} carbon_find_list;
 
 #ifdef __cplusplus
 extern "C" {
@@ -335,6 +384,28 @@ int carbon_stats(carbon *c, carbon_counters *out);
  * `c` is NULL or from `carbon_open`, and not used again.
  */
 void carbon_close(carbon *c);
+
+/**
+ * Expands a Graphite glob (`*`, `?`, `[a-z]`, `[!a-z]`, `{a,b}`) over the whisper tree and
+ * the metrics still only in the cache, as carbonserver's `/metrics/find/` does.
+ * Returns the number of matches (also `out->len`) and fills `*out`, or a negative
+ * `carbon_error` (`CARBON_EINVAL` for a malformed or too broad glob) leaving `*out`
+ * untouched. Ownership: the caller frees `*out` with `carbon_find_list_free`.
+ * Thread safety: any thread, concurrently with every other call on `c`.
+ *
+ * # Safety
+ * `c` is from `carbon_open`; `pattern` is NUL-terminated; `out` is valid for writes.
+ */
+int64_t carbon_find(carbon *c, const char *pattern, carbon_find_list *out);
+
+/**
+ * Frees what `carbon_find` put in `*list` and resets it (`matches = NULL`, `len = 0`), so
+ * freeing twice is harmless. NULL is a no-op.
+ *
+ * # Safety
+ * `list` is NULL or a list filled by `carbon_find` (or already freed).
+ */
+void carbon_find_list_free(carbon_find_list *list);
 
 #ifdef __cplusplus
 }  // extern "C"

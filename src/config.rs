@@ -23,10 +23,18 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[tcp]`: the plaintext listener.
     pub tcp: TcpConfig,
+    /// `[carbonlink]`: graphite-web's cache-query protocol.
+    pub carbonlink: CarbonlinkConfig,
+    /// `[carbonserver]`: go-carbon's HTTP find/render/info API.
+    pub carbonserver: CarbonserverConfig,
     /// go-carbon keys accepted but not implemented (yet), as `section.key`.
     pub ignored: Vec<String>,
     /// `[cluster]` (carbonlite's section): members, hashing and senders; None = standalone.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// `[udp]`: the plaintext datagram listener.
+    pub udp: UdpConfig,
+    /// `[pickle]`: carbon's pickle protocol listener.
+    pub pickle: PickleConfig,
 }
 
 /// `[common]`.
@@ -93,6 +101,69 @@ pub struct TcpConfig {
     pub read_timeout: Duration,
 }
 
+/// `[udp]`.
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    /// Whether the listener runs.
+    pub enabled: bool,
+    /// `host:port`; go-carbon's `:2003` form means every address.
+    pub listen: String,
+    /// go-carbon's queue between receiver and cache; carbonlite adds each datagram straight
+    /// into the sharded cache, so the value is kept for `-check-config` only.
+    pub buffer_size: usize,
+    /// go-carbon logs the incomplete last lines it drops; carbonlite counts them in
+    /// `udp_errors` (it has no logger), so the flag only records the operator's wish.
+    pub log_incomplete: bool,
+}
+
+/// `[pickle]`.
+#[derive(Debug, Clone)]
+pub struct PickleConfig {
+    /// Whether the listener runs.
+    pub enabled: bool,
+    /// `host:port`; go-carbon's `:2004` form means every address.
+    pub listen: String,
+    /// Sizes the per-connection read buffer when non-zero (no queue, as `[tcp]`).
+    pub buffer_size: usize,
+    /// Largest frame accepted; a longer length prefix closes the connection (go-carbon 64 MiB).
+    pub max_message_size: usize,
+    /// Idle connections, and frames not complete this long after they started, are closed
+    /// (carbonlite's key, as `[tcp] read-timeout`; 2 minutes as go-carbon's deadline).
+    pub read_timeout: Duration,
+}
+
+/// `[carbonlink]` (go-carbon `carbonlink`).
+#[derive(Debug, Clone)]
+pub struct CarbonlinkConfig {
+    /// Whether the listener runs.
+    pub enabled: bool,
+    /// `host:port`; `:7002` means every address.
+    pub listen: String,
+    /// Connections silent this long are closed.
+    pub read_timeout: Duration,
+}
+
+/// `[carbonserver]` (go-carbon `carbonserver`): the keys carbonlite implements.
+#[derive(Debug, Clone)]
+pub struct CarbonserverConfig {
+    /// Whether the HTTP server runs.
+    pub enabled: bool,
+    /// `host:port`; `:8080` means every address.
+    pub listen: String,
+    /// Idle keep-alive connections and slow requests are closed after this.
+    pub read_timeout: Duration,
+    /// A response that cannot be written within this is abandoned.
+    pub write_timeout: Duration,
+    /// Most patterns a glob may expand to through brace groups spanning dots.
+    pub max_globs: usize,
+    /// Most nodes one glob may match before the query is refused.
+    pub max_metrics_globbed: usize,
+    /// Most series one render returns (more are cut off, as go-carbon does).
+    pub max_metrics_rendered: usize,
+    /// Answer a render that found nothing with an empty 200 instead of 404.
+    pub empty_result_ok: bool,
+}
+
 impl Config {
     /// Defaults for the embedded library: go-carbon's `NewConfig()` values, except that no
     /// listener runs unless asked and the data dir is the one given to `carbon_open`.
@@ -127,16 +198,46 @@ impl Config {
                 buffer_size: 0,
                 read_timeout: Duration::from_secs(120),
             },
+            carbonlink: CarbonlinkConfig {
+                enabled: false,
+                listen: "127.0.0.1:7002".into(),
+                read_timeout: Duration::from_secs(30),
+            },
+            carbonserver: CarbonserverConfig {
+                enabled: false,
+                listen: "127.0.0.1:8080".into(),
+                read_timeout: Duration::from_secs(60),
+                write_timeout: Duration::from_secs(60),
+                max_globs: 100,
+                max_metrics_globbed: 30_000,
+                max_metrics_rendered: 1_000,
+                empty_result_ok: false,
+            },
             ignored: Vec::new(),
             cluster: None,
+            udp: UdpConfig {
+                enabled: false,
+                listen: "127.0.0.1:2003".into(),
+                buffer_size: 0,
+                log_incomplete: false,
+            },
+            pickle: PickleConfig {
+                enabled: false,
+                listen: "127.0.0.1:2004".into(),
+                buffer_size: 0,
+                max_message_size: 64 << 20,
+                read_timeout: Duration::from_secs(120),
+            },
         }
     }
 
     /// Defaults for the `carbonlite` daemon: the embedded ones with the plaintext listener on
-    /// 127.0.0.1:2003 (go-carbon enables `[tcp]` by default) and whisper files under ./data.
+    /// 127.0.0.1:2003 and carbonlink on 127.0.0.1:7002 (go-carbon enables both by default)
+    /// and whisper files under ./data.
     pub fn daemon() -> Config {
         let mut c = Config::embedded("data");
         c.tcp.enabled = true;
+        c.carbonlink.enabled = true;
         c
     }
 
@@ -175,6 +276,10 @@ impl Config {
                         .unwrap_or_else(|| crate::cluster::ClusterConfig::new(Vec::new()));
                     self.cluster = Some(base.apply_toml(t, file)?);
                 }
+                "udp" => self.apply_udp(&mut cx, t)?,
+                "pickle" => self.apply_pickle(&mut cx, t)?,
+                "carbonlink" => self.apply_carbonlink(&mut cx, t)?,
+                "carbonserver" => self.apply_carbonserver(&mut cx, t)?,
                 _ => {
                     let known = go_carbon_keys(section).ok_or_else(|| {
                         cx.err(section, "", format!("unknown section [{section}]"))
@@ -346,11 +451,80 @@ impl Config {
     }
 }
 
+impl Config {
+    fn apply_udp(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.udp;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("udp", k, v)?,
+                "listen" => c.listen = cx.string("udp", k, v)?,
+                "buffer-size" => c.buffer_size = cx.int("udp", k, v, 0, 1 << 30)? as usize,
+                "log-incomplete" => c.log_incomplete = cx.bool("udp", k, v)?,
+                _ => return Err(cx.err("udp", k, "unknown key in [udp]".into())),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_pickle(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.pickle;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("pickle", k, v)?,
+                "listen" => c.listen = cx.string("pickle", k, v)?,
+                "buffer-size" => c.buffer_size = cx.int("pickle", k, v, 0, 1 << 30)? as usize,
+                "max-message-size" => {
+                    c.max_message_size = cx.int("pickle", k, v, 1, u32::MAX as i64)? as usize
+                }
+                "read-timeout" => c.read_timeout = cx.duration("pickle", k, v)?,
+                _ => return Err(cx.err("pickle", k, "unknown key in [pickle]".into())),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_carbonlink(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.carbonlink;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("carbonlink", k, v)?,
+                "listen" => c.listen = cx.string("carbonlink", k, v)?,
+                "read-timeout" => c.read_timeout = cx.duration("carbonlink", k, v)?,
+                "query-timeout" => cx.ignored.push(format!("carbonlink.{k}")),
+                _ => return Err(cx.err("carbonlink", k, "unknown key in [carbonlink]".into())),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_carbonserver(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.carbonserver;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("carbonserver", k, v)?,
+                "listen" => c.listen = cx.string("carbonserver", k, v)?,
+                "read-timeout" => c.read_timeout = cx.duration("carbonserver", k, v)?,
+                "write-timeout" => c.write_timeout = cx.duration("carbonserver", k, v)?,
+                "max-globs" => c.max_globs = cx.int("carbonserver", k, v, 1, 1 << 20)? as usize,
+                "max-metrics-globbed" => {
+                    c.max_metrics_globbed = cx.int("carbonserver", k, v, 1, 1 << 30)? as usize
+                }
+                "max-metrics-rendered" => {
+                    c.max_metrics_rendered = cx.int("carbonserver", k, v, 1, 1 << 30)? as usize
+                }
+                "empty-result-ok" => c.empty_result_ok = cx.bool("carbonserver", k, v)?,
+                // go-carbon's index, cache and tuning knobs (many, and growing): accepted
+                // and reported, as before this section was implemented.
+                _ => cx.ignored.push(format!("carbonserver.{k}")),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// go-carbon sections carbonlite does not implement yet, with their keys (empty = free-form).
 fn go_carbon_keys(section: &str) -> Option<&'static [&'static str]> {
     let keys: &[&str] = match section {
-        "udp" => &["listen", "enabled", "buffer-size", "log-incomplete"],
-        "pickle" => &["listen", "enabled", "buffer-size", "max-message-size"],
         "carbonlink" => &["listen", "enabled", "read-timeout", "query-timeout"],
         "grpc" => &["listen", "enabled"],
         "tags" => &[
@@ -530,7 +704,10 @@ mod tests {
         assert!(c.tcp.enabled);
         assert_eq!(c.tcp.listen, ":2003");
         assert_eq!(c.common.metric_interval, Duration::from_secs(60));
-        assert!(c.ignored.iter().any(|k| k == "pickle.max-message-size"));
+        assert!(c.ignored.iter().any(|k| k == "grpc.listen"));
+        assert!(c.pickle.enabled && c.udp.enabled);
+        assert_eq!(c.pickle.listen, ":2004");
+        assert_eq!(c.pickle.max_message_size, 67_108_864);
         assert!(c.ignored.iter().any(|k| k == "carbonserver.trigram-index"));
     }
 
@@ -560,7 +737,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("unknown section"), "{e}");
         let e = Config::embedded("d")
-            .apply_toml("[pickle]\nlisten = 1\nlistne = 2\n", "o")
+            .apply_toml("[pickle]\nlisten = \":2004\"\nlistne = 2\n", "o")
             .unwrap_err();
         assert!(e.to_string().contains("listne"), "{e}");
         let e = Config::embedded("d")
@@ -604,5 +781,35 @@ mod tests {
         assert!(matches!(c.cache.overflow, Overflow::Drop));
         assert!(!Config::embedded("d").tcp.enabled);
         assert!(Config::daemon().tcp.enabled);
+    }
+
+    #[test]
+    fn carbonlink_and_carbonserver_sections() {
+        let text = include_str!("../tests/data/go-carbon.conf");
+        let c = Config::daemon().apply_toml(text, "go-carbon.conf").unwrap();
+        assert!(c.carbonlink.enabled);
+        assert_eq!(c.carbonlink.listen, "127.0.0.1:7002");
+        assert_eq!(c.carbonlink.read_timeout, Duration::from_secs(30));
+        assert!(!c.carbonserver.enabled);
+        assert_eq!(c.carbonserver.listen, "127.0.0.1:8080");
+        assert_eq!(c.carbonserver.max_globs, 100);
+        let c = Config::embedded("d")
+            .apply_toml(
+                "[carbonserver]\nenabled = true\nmax-metrics-rendered = 5\nempty-result-ok = true\nbuckets = 3\n",
+                "o",
+            )
+            .unwrap();
+        assert!(c.carbonserver.enabled && c.carbonserver.empty_result_ok);
+        assert_eq!(c.carbonserver.max_metrics_rendered, 5);
+        assert!(c.ignored.iter().any(|k| k == "carbonserver.buckets"));
+        let e = Config::embedded("d")
+            .apply_toml("[carbonlink]\nlisten = \":7002\"\nlsten = 1\n", "o")
+            .unwrap_err();
+        assert!(e.to_string().contains("lsten"), "{e}");
+        let e = Config::embedded("d")
+            .apply_toml("[carbonserver]\nmax-globs = 0\n", "o")
+            .unwrap_err();
+        assert!(e.to_string().contains("max-globs"), "{e}");
+        assert!(!Config::embedded("d").carbonlink.enabled);
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) listen_addrs: Mutex<Vec<std::net::SocketAddr>>,
     /// Set first on close: listeners stop accepting and connections finish.
     pub(crate) receivers_stopping: AtomicBool,
+    /// Where `[udp]` and `[pickle]` are bound.
+    pub(crate) receiver_addrs: Mutex<crate::receiver::Bound>,
 }
 
 /// What `add_lines` did with a buffer: every line is either accepted or counted as rejected.
@@ -59,6 +61,8 @@ pub struct Carbon {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// carbonlink and carbonserver; stopped first on close.
+    query: Mutex<crate::carbonserver::QueryListeners>,
 }
 
 impl Carbon {
@@ -86,12 +90,14 @@ impl Carbon {
             last_write_error: Mutex::new(None),
             listen_addrs: Mutex::new(Vec::new()),
             receivers_stopping: AtomicBool::new(false),
+            receiver_addrs: Mutex::new(Default::default()),
             config,
         });
         let carbon = Carbon {
             shared: shared.clone(),
             threads: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            query: Mutex::new(Default::default()),
         };
         let mut threads = Vec::new();
         if shared.config.whisper.enabled {
@@ -119,7 +125,22 @@ impl Carbon {
                 }
             }
         }
+        match crate::receiver::start_udp_and_pickle(&shared) {
+            Ok(handles) => threads.extend(handles),
+            Err(e) => {
+                *carbon.threads.lock() = threads;
+                carbon.close();
+                return Err(e);
+            }
+        }
         *carbon.threads.lock() = threads;
+        match crate::carbonserver::QueryListeners::start(&shared) {
+            Ok(q) => *carbon.query.lock() = q,
+            Err(e) => {
+                carbon.close();
+                return Err(e);
+            }
+        }
         Ok(carbon)
     }
 
@@ -175,6 +196,32 @@ impl Carbon {
         self.shared.listen_addrs.lock().first().copied()
     }
 
+    /// The address the `[udp]` listener is bound to, once it runs (useful with port 0).
+    pub fn udp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.receiver_addrs.lock().udp
+    }
+
+    /// The address the `[pickle]` listener is bound to, once it runs (useful with port 0).
+    pub fn pickle_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.receiver_addrs.lock().pickle
+    }
+
+    /// Graphite glob (`*`, `?`, `[a-z]`, `{a,b}`) over the whisper tree and the cached
+    /// metric names, sorted by path; what carbonserver's `/metrics/find/` answers.
+    pub fn find(&self, pattern: &str) -> Result<Vec<crate::find::FindMatch>> {
+        crate::find::find_in(&self.shared, pattern)
+    }
+
+    /// The address the carbonserver HTTP API is bound to, once it runs.
+    pub fn carbonserver_addr(&self) -> Option<std::net::SocketAddr> {
+        self.query.lock().carbonserver.as_ref().map(|l| l.addr())
+    }
+
+    /// The address the carbonlink listener is bound to, once it runs.
+    pub fn carbonlink_addr(&self) -> Option<std::net::SocketAddr> {
+        self.query.lock().carbonlink.as_ref().map(|l| l.addr())
+    }
+
     /// Counters and cache gauges.
     pub fn stats(&self) -> Snapshot {
         self.shared.snapshot()
@@ -185,6 +232,7 @@ impl Carbon {
         if self.closed.swap(true, Relaxed) {
             return;
         }
+        self.query.lock().stop();
         crate::receiver::stop_listeners(&self.shared);
         // Everything accepted must reach disk before the workers stop.
         if self.shared.config.whisper.enabled {

@@ -7,12 +7,15 @@
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod carbonlink;
+pub mod carbonserver;
 pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;
 #[allow(unsafe_code)] // the C boundary is the one place raw pointers are handled
 pub mod ffi;
+pub mod find;
 pub mod names;
 pub mod parse;
 pub mod persister;

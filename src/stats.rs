@@ -39,6 +39,16 @@ pub struct Stats {
     pub tcp_errors: AtomicU64,
     /// Open TCP connections.
     pub tcp_active: AtomicU64,
+    /// Points received by the UDP listener.
+    pub udp_metrics_received: AtomicU64,
+    /// Lines the UDP listener refused, incomplete last lines of datagrams included.
+    pub udp_errors: AtomicU64,
+    /// Points received by the pickle listener.
+    pub pickle_metrics_received: AtomicU64,
+    /// Bad pickle entries and points, unreadable frames, oversized frames, stalled frames.
+    pub pickle_errors: AtomicU64,
+    /// Open pickle connections.
+    pub pickle_active: AtomicU64,
 }
 
 /// A consistent-enough copy of every counter plus the cache gauges.
@@ -84,6 +94,16 @@ pub struct Snapshot {
     pub not_confirmed: u64,
     /// Persister threads.
     pub workers: u64,
+    /// See [`Stats::udp_metrics_received`].
+    pub udp_metrics_received: u64,
+    /// See [`Stats::udp_errors`].
+    pub udp_errors: u64,
+    /// See [`Stats::pickle_metrics_received`].
+    pub pickle_metrics_received: u64,
+    /// See [`Stats::pickle_errors`].
+    pub pickle_errors: u64,
+    /// See [`Stats::pickle_active`].
+    pub pickle_active: u64,
 }
 
 impl Stats {
@@ -105,6 +125,11 @@ impl Stats {
             tcp_metrics_received: self.tcp_metrics_received.load(Relaxed),
             tcp_errors: self.tcp_errors.load(Relaxed),
             tcp_active: self.tcp_active.load(Relaxed),
+            udp_metrics_received: self.udp_metrics_received.load(Relaxed),
+            udp_errors: self.udp_errors.load(Relaxed),
+            pickle_metrics_received: self.pickle_metrics_received.load(Relaxed),
+            pickle_errors: self.pickle_errors.load(Relaxed),
+            pickle_active: self.pickle_active.load(Relaxed),
             ..Snapshot::default()
         }
     }
@@ -169,6 +194,17 @@ impl Snapshot {
             ),
             ("tcp.errors", d(self.tcp_errors, prev.tcp_errors)),
             ("tcp.active", self.tcp_active as f64),
+            (
+                "udp.metricsReceived",
+                d(self.udp_metrics_received, prev.udp_metrics_received),
+            ),
+            ("udp.errors", d(self.udp_errors, prev.udp_errors)),
+            (
+                "pickle.metricsReceived",
+                d(self.pickle_metrics_received, prev.pickle_metrics_received),
+            ),
+            ("pickle.errors", d(self.pickle_errors, prev.pickle_errors)),
+            ("pickle.active", self.pickle_active as f64),
         ]
     }
 }

@@ -47,7 +47,15 @@ fn sigterm_flushes_and_exits_cleanly() {
         "listen = \":2003\"\nenabled = true\nbuffer-size = 0\n\n[pickle]",
         &format!("listen = \"127.0.0.1:{port}\"\nenabled = true\nbuffer-size = 0\n\n[pickle]"),
     )
-    .replace("workers = 8", "workers = 2");
+    .replace("workers = 8", "workers = 2")
+    // [udp] and [pickle] are real listeners now: any free port, never the shared :2003/:2004.
+    .replace(
+        "listen = \":2003\"\nenabled = true\nbuffer-size = 0\n\n[tcp]",
+        "listen = \"127.0.0.1:0\"\nenabled = true\nbuffer-size = 0\n\n[tcp]",
+    )
+    .replace("listen = \":2004\"", "listen = \"127.0.0.1:0\"")
+    // carbonlink is enabled in the fixture: any free port, never a fixed one.
+    .replace("listen = \"127.0.0.1:7002\"", "listen = \"127.0.0.1:0\"");
     let conf_path = dir.path().join("go-carbon.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_carbonlite"))
@@ -87,7 +95,7 @@ fn sigterm_flushes_and_exits_cleanly() {
         out.status
     );
     assert!(
-        log.contains("pickle.max-message-size is accepted but not implemented"),
+        log.contains("grpc.listen is accepted but not implemented"),
         "{log}"
     );
     assert!(

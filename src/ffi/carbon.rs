@@ -76,6 +76,16 @@ pub struct carbon_counters {
     pub not_confirmed: u64,
     /// Persister threads.
     pub workers: u64,
+    /// Points received by the UDP listener.
+    pub udp_metrics_received: u64,
+    /// Lines the UDP listener refused (incomplete last lines of datagrams included).
+    pub udp_errors: u64,
+    /// Points received by the pickle listener.
+    pub pickle_metrics_received: u64,
+    /// Bad pickle entries, unreadable or oversized frames.
+    pub pickle_errors: u64,
+    /// Open pickle connections.
+    pub pickle_active: u64,
 }
 
 /// Detailed result of `carbon_add_line_ex`.
@@ -355,6 +365,11 @@ pub unsafe extern "C" fn carbon_stats(c: *mut carbon, out: *mut carbon_counters)
             cache_max_size: s.cache_max_size,
             not_confirmed: s.not_confirmed,
             workers: s.workers,
+            udp_metrics_received: s.udp_metrics_received,
+            udp_errors: s.udp_errors,
+            pickle_metrics_received: s.pickle_metrics_received,
+            pickle_errors: s.pickle_errors,
+            pickle_active: s.pickle_active,
         };
         // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
         unsafe { out.write(v) };
@@ -374,6 +389,100 @@ pub unsafe extern "C" fn carbon_close(c: *mut carbon) {
             // SAFETY: from Box::into_raw in carbon_open; the caller gives it up.
             let b = unsafe { Box::from_raw(c) };
             b.inner.close();
+        }
+        Ok(())
+    })
+}
+
+/// One node a glob matched (see `carbon_find`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct carbon_find_match {
+    /// Dotted metric path, NUL-terminated; owned by the list.
+    pub path: *mut c_char,
+    /// True for a metric, false for a branch (a directory, or a prefix of cached names).
+    pub is_leaf: bool,
+}
+
+/// What `carbon_find` returns: `len` matches sorted by path. Release with
+/// `carbon_find_list_free`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct carbon_find_list {
+    /// `len` matches; NULL when `len` is 0.
+    pub matches: *mut carbon_find_match,
+    /// Number of matches.
+    pub len: usize,
+}
+
+/// Expands a Graphite glob (`*`, `?`, `[a-z]`, `[!a-z]`, `{a,b}`) over the whisper tree and
+/// the metrics still only in the cache, as carbonserver's `/metrics/find/` does.
+/// Returns the number of matches (also `out->len`) and fills `*out`, or a negative
+/// `carbon_error` (`CARBON_EINVAL` for a malformed or too broad glob) leaving `*out`
+/// untouched. Ownership: the caller frees `*out` with `carbon_find_list_free`.
+/// Thread safety: any thread, concurrently with every other call on `c`.
+///
+/// # Safety
+/// `c` is from `carbon_open`; `pattern` is NUL-terminated; `out` is valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_find(
+    c: *mut carbon,
+    pattern: *const c_char,
+    out: *mut carbon_find_list,
+) -> i64 {
+    ffi_boundary!(i64, {
+        // SAFETY: caller contract.
+        let carbon = unsafe { handle(c) }?;
+        // SAFETY: caller contract.
+        let pattern = unsafe { c_str(pattern, "pattern") }?;
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let found = carbon.find(pattern)?;
+        let mut items = Vec::with_capacity(found.len());
+        for m in found {
+            let path = std::ffi::CString::new(m.path)
+                .map_err(|_| Error::invalid("metric path contains NUL"))?;
+            items.push(carbon_find_match {
+                path: path.into_raw(),
+                is_leaf: m.is_leaf,
+            });
+        }
+        let len = items.len();
+        let matches = if len == 0 {
+            std::ptr::null_mut()
+        } else {
+            Box::into_raw(items.into_boxed_slice()).cast::<carbon_find_match>()
+        };
+        // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
+        unsafe { out.write(carbon_find_list { matches, len }) };
+        Ok(len as i64)
+    })
+}
+
+/// Frees what `carbon_find` put in `*list` and resets it (`matches = NULL`, `len = 0`), so
+/// freeing twice is harmless. NULL is a no-op.
+///
+/// # Safety
+/// `list` is NULL or a list filled by `carbon_find` (or already freed).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_find_list_free(list: *mut carbon_find_list) {
+    ffi_boundary!((), {
+        // SAFETY: caller contract: NULL or a valid list.
+        if let Some(l) = unsafe { list.as_mut() } {
+            if !l.matches.is_null() && l.len > 0 {
+                let slice = std::ptr::slice_from_raw_parts_mut(l.matches, l.len);
+                // SAFETY: matches/len came from Box<[carbon_find_match]>::into_raw.
+                let items = unsafe { Box::from_raw(slice) };
+                for m in items.iter() {
+                    if !m.path.is_null() {
+                        // SAFETY: from CString::into_raw in carbon_find.
+                        drop(unsafe { std::ffi::CString::from_raw(m.path) });
+                    }
+                }
+            }
+            l.matches = std::ptr::null_mut();
+            l.len = 0;
         }
         Ok(())
     })
@@ -460,6 +569,68 @@ mod tests {
             carbon_close(c);
             assert!(carbon_open(d.as_ptr(), c"[cache]\nmax-sise = 1\n".as_ptr()).is_null());
             assert!(last().contains("max-sise"), "{}", last());
+        }
+    }
+
+    #[test]
+    fn find_lists_tree_and_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        // SAFETY: valid arguments throughout, NULLs where the contract allows them.
+        unsafe {
+            let c = carbon_open(d.as_ptr(), c"[whisper]\nworkers = 1\n".as_ptr());
+            assert!(!c.is_null(), "{}", last());
+            let now = crate::points::unix_now();
+            assert_eq!(carbon_add(c, c"srv.a.cpu".as_ptr(), 1.0, now), 0);
+            assert_eq!(carbon_flush(c), 0);
+            assert_eq!(carbon_add(c, c"srv.b.cpu".as_ptr(), 1.0, now), 0);
+            let mut out = carbon_find_list {
+                matches: std::ptr::null_mut(),
+                len: 0,
+            };
+            assert_eq!(carbon_find(c, c"srv.*".as_ptr(), &mut out), 2, "{}", last());
+            let got: Vec<(String, bool)> = std::slice::from_raw_parts(out.matches, out.len)
+                .iter()
+                .map(|m| {
+                    (
+                        std::ffi::CStr::from_ptr(m.path)
+                            .to_str()
+                            .unwrap()
+                            .to_string(),
+                        m.is_leaf,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [("srv.a".to_string(), false), ("srv.b".to_string(), false)]
+            );
+            carbon_find_list_free(&mut out);
+            carbon_find_list_free(&mut out);
+            assert!(out.matches.is_null());
+            assert_eq!(carbon_find(c, c"srv.*.cpu".as_ptr(), &mut out), 2);
+            assert!(
+                std::slice::from_raw_parts(out.matches, out.len)
+                    .iter()
+                    .all(|m| m.is_leaf)
+            );
+            carbon_find_list_free(&mut out);
+            assert_eq!(carbon_find(c, c"nothing.*".as_ptr(), &mut out), 0);
+            assert!(out.matches.is_null());
+            assert_eq!(
+                carbon_find(c, c"a..b".as_ptr(), &mut out),
+                carbon_error::CARBON_EINVAL as i64
+            );
+            assert_eq!(
+                carbon_find(c, std::ptr::null(), &mut out),
+                carbon_error::CARBON_EINVAL as i64
+            );
+            assert_eq!(
+                carbon_find(std::ptr::null_mut(), c"x".as_ptr(), &mut out),
+                carbon_error::CARBON_EINVAL as i64
+            );
+            carbon_find_list_free(std::ptr::null_mut());
+            carbon_close(c);
         }
     }
 }

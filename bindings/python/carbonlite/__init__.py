@@ -291,8 +291,24 @@ class Carbon:
             _C.whisper_series_free(ctypes.byref(series))
 
     def find(self, pattern):
-        """Not available yet: libcarbonlite has no carbon_find (a later version adds it)."""
-        raise NotImplementedError("carbonlite: find() needs carbon_find, which libcarbonlite does not have yet")
+        """Graphite glob (`*`, `?`, `[a-z]`, `{a,b}`) over the files and the cache.
+
+        Returns `[(path, is_leaf), ...]` sorted by path, as carbonserver's /metrics/find/.
+        Raises InvalidArgumentError for a malformed glob.
+        """
+        p = _text(pattern, "pattern")
+        out = _lib.CarbonFindList()
+        ptr = self._enter()
+        try:
+            rc = _C.carbon_find(ptr, p, ctypes.byref(out))
+            if rc < 0:
+                raise from_code(rc, f"find({pattern!r})")
+        finally:
+            self._leave()
+        try:
+            return [(out.matches[i].path.decode("utf-8"), bool(out.matches[i].is_leaf)) for i in range(out.len)]
+        finally:
+            _C.carbon_find_list_free(ctypes.byref(out))
 
     def stats(self):
         """Counters since open and cache gauges, named after go-carbon's self-metrics."""

@@ -88,8 +88,25 @@ class CarbonCounters(ctypes.Structure):
             "cache_max_size",
             "not_confirmed",
             "workers",
+            "udp_metrics_received",
+            "udp_errors",
+            "pickle_metrics_received",
+            "pickle_errors",
+            "pickle_active",
         )
     ]
+
+
+class CarbonFindMatch(ctypes.Structure):
+    """`carbon_find_match`: one node a glob matched."""
+
+    _fields_ = [("path", ctypes.c_char_p), ("is_leaf", ctypes.c_bool)]
+
+
+class CarbonFindList(ctypes.Structure):
+    """`carbon_find_list`, filled by carbon_find, released by carbon_find_list_free."""
+
+    _fields_ = [("matches", ctypes.POINTER(CarbonFindMatch)), ("len", ctypes.c_size_t)]
 
 
 #: name -> (restype, argtypes), one entry per function of carbonlite.h.
@@ -113,6 +130,8 @@ FUNCTIONS = {
     "whisper_series_free": (None, [ctypes.POINTER(WhisperSeries)]),
     "carbon_stats": (ctypes.c_int, [CarbonPtr, ctypes.POINTER(CarbonCounters)]),
     "carbon_close": (None, [CarbonPtr]),
+    "carbon_find": (ctypes.c_int64, [CarbonPtr, ctypes.c_char_p, ctypes.POINTER(CarbonFindList)]),
+    "carbon_find_list_free": (None, [ctypes.POINTER(CarbonFindList)]),
 }
 
 

@@ -121,9 +121,16 @@ def test_cache_full(data_dir):
         assert c.stats()["overflow"] >= 16
 
 
-def test_find_is_not_there_yet(carbon):
-    with pytest.raises(NotImplementedError, match="carbon_find"):
-        carbon.find("a.*")
+def test_find_globs_files_and_cache(carbon):
+    now = int(time.time())
+    carbon.add("find.a.x", 1.0, now)
+    carbon.flush()
+    carbon.add("find.b.y", 1.0, now)
+    assert carbon.find("find.*") == [("find.a", False), ("find.b", False)]
+    assert carbon.find("find.{a,b}.*") == [("find.a.x", True), ("find.b.y", True)]
+    assert carbon.find("nothing.*") == []
+    with pytest.raises(carbonlite.InvalidArgumentError):
+        carbon.find("a..b")
 
 
 def test_library_version():

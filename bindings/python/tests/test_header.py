@@ -24,6 +24,7 @@ C_TYPES = {
     "carbon_counters *": ctypes.POINTER(_lib.CarbonCounters),
     "carbon_add_result *": ctypes.POINTER(_lib.CarbonAddResult),
     "double *": ctypes.POINTER(ctypes.c_double),
+    "carbon_find_list *": ctypes.POINTER(_lib.CarbonFindList),
 }
 
 

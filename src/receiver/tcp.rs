@@ -6,23 +6,23 @@
 //! slows the sender down, and nothing accepted off the wire is dropped.
 
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::engine::Shared;
 use crate::error::{Error, Result};
 use crate::parse::plain;
 use crate::points::unix_now;
 
+use super::POLL;
+
 /// Longest line kept; a longer one is discarded up to its newline and counted as an error
 /// (carbon's LineOnlyReceiver drops the whole connection at 16 KiB; a line is never this long
 /// legitimately, and the names policy refuses names over 4 KiB anyway).
 const MAX_LINE: usize = 64 * 1024;
-/// How often a blocked reader looks at the shutdown flag.
-const POLL: Duration = Duration::from_millis(200);
 
 /// Starts the `[tcp]` listener.
 #[derive(Debug)]
@@ -33,15 +33,7 @@ impl TcpReceiver {
     /// IPv4 address. The bound address is recorded for `Carbon::tcp_addr`.
     pub(crate) fn start(shared: Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
         let listen = &shared.config.tcp.listen;
-        let spec = if listen.starts_with(':') {
-            format!("0.0.0.0{listen}")
-        } else {
-            listen.clone()
-        };
-        let addrs: Vec<SocketAddr> = spec
-            .to_socket_addrs()
-            .map_err(|e| Error::invalid(format!("[tcp] listen = {listen:?}: {e}")))?
-            .collect();
+        let addrs = super::resolve("tcp", listen)?;
         let listener = TcpListener::bind(&addrs[..])
             .map_err(|e| Error::io(format!("[tcp] listen {listen}"), e))?;
         let local = listener
@@ -54,23 +46,6 @@ impl TcpReceiver {
             .spawn(move || accept_loop(listener, s))
             .map_err(|e| Error::io("carbonlite-tcp-accept", e))?;
         Ok(vec![h])
-    }
-}
-
-/// Stops accepting and tells connections to finish: wakes the accept thread by connecting to
-/// it, then waits for every connection thread to end.
-pub(crate) fn stop_listeners(shared: &Shared) {
-    shared.receivers_stopping.store(true, Relaxed);
-    for addr in shared.listen_addrs.lock().iter() {
-        let mut a = *addr;
-        if a.ip().is_unspecified() {
-            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let _ = TcpStream::connect_timeout(&a, Duration::from_secs(1));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while shared.stats.tcp_active.load(Relaxed) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -1,0 +1,185 @@
+//! carbon's pickle listener (`[pickle]`, go-carbon `receiver/tcp` in pickle mode, carbon's
+//! `MetricPickleReceiver`).
+//!
+//! Frames are a 4-byte big-endian length and a pickle of `[(name, (t, v)), …]`
+//! ([`crate::parse::pickle`]). A frame is decoded once complete; its bad entries are counted
+//! and the rest kept. The framing survives a frame that is not a readable pickle, so that frame
+//! is counted and the connection goes on (carbon does the same). A length above
+//! `max-message-size` cannot be skipped safely: it is counted and the connection closed.
+//! A connection that completes no frame for `read-timeout` (idle, or a slow-loris dribbling a
+//! frame) is closed. Points wait for room in a full cache, so a full cache stops the reading.
+
+use std::io::{ErrorKind, Read};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::engine::Shared;
+use crate::error::{Error, Result};
+use crate::parse::pickle::{self, Limits};
+use crate::points::unix_now;
+
+use super::{CONN_STACK, POLL};
+
+/// Starts the `[pickle]` listener.
+#[derive(Debug)]
+pub struct PickleReceiver;
+
+impl PickleReceiver {
+    /// Binds `[pickle] listen` and starts the accept thread; the bound address is recorded
+    /// for `Carbon::pickle_addr`.
+    pub(crate) fn start(shared: Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
+        let listen = &shared.config.pickle.listen;
+        let addrs = super::resolve("pickle", listen)?;
+        let listener = TcpListener::bind(&addrs[..])
+            .map_err(|e| Error::io(format!("[pickle] listen {listen}"), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("pickle listener", e))?;
+        shared.receiver_addrs.lock().pickle = Some(local);
+        let h = std::thread::Builder::new()
+            .name("carbonlite-pickle-accept".into())
+            .spawn(move || accept_loop(listener, shared))
+            .map_err(|e| Error::io("carbonlite-pickle-accept", e))?;
+        Ok(vec![h])
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.receivers_stopping.load(Relaxed) {
+            break;
+        }
+        let Ok(stream) = conn else {
+            // EMFILE and friends: back off instead of spinning on a full fd table.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        };
+        shared.stats.pickle_active.fetch_add(1, Relaxed);
+        let s = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("carbonlite-pickle-conn".into())
+            .stack_size(CONN_STACK)
+            .spawn(move || {
+                serve(stream, &s);
+                s.stats.pickle_active.fetch_sub(1, Relaxed);
+            });
+        if spawned.is_err() {
+            shared.stats.pickle_active.fetch_sub(1, Relaxed);
+            shared.stats.pickle_errors.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Why a connection ended badly (each counts one pickle error).
+fn fail(shared: &Shared) {
+    shared.stats.pickle_errors.fetch_add(1, Relaxed);
+    shared.stats.parse_errors.fetch_add(1, Relaxed);
+}
+
+fn serve(mut stream: TcpStream, shared: &Shared) {
+    let cfg = &shared.config.pickle;
+    let _ = stream.set_read_timeout(Some(POLL));
+    let chunk = if cfg.buffer_size > 0 {
+        cfg.buffer_size.clamp(4096, 4 << 20)
+    } else {
+        64 * 1024
+    };
+    let limits = Limits::default();
+    let mut buf: Vec<u8> = Vec::new();
+    // When the connection last completed a frame (or opened).
+    let mut last_frame = Instant::now();
+    loop {
+        // Decode every complete frame in the buffer.
+        let mut off = 0;
+        let mut pending = 0usize;
+        while buf.len() - off >= 4 {
+            let len =
+                u32::from_be_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+            if len > cfg.max_message_size {
+                fail(shared);
+                return;
+            }
+            if buf.len() - off - 4 < len {
+                pending = 4 + len - (buf.len() - off);
+                break;
+            }
+            ingest_frame(shared, &buf[off + 4..off + 4 + len], &limits);
+            off += 4 + len;
+            last_frame = Instant::now();
+        }
+        buf.drain(..off);
+        // Grow with what actually arrives (at most doubling per read): a header announcing
+        // 64 MiB costs nothing until the bytes come.
+        let start = buf.len();
+        let want = chunk.max(pending.min(start));
+        buf.resize(start + want, 0);
+        match stream.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                if !buf.is_empty() {
+                    // A frame cut by the sender's close.
+                    fail(shared);
+                }
+                return;
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                buf.truncate(start);
+                if shared.receivers_stopping.load(Relaxed) {
+                    return;
+                }
+                let limit = cfg.read_timeout;
+                if !limit.is_zero() && last_frame.elapsed() > limit {
+                    if !buf.is_empty() {
+                        fail(shared);
+                    }
+                    return;
+                }
+            }
+            Err(_) => {
+                buf.truncate(start);
+                if !buf.is_empty() {
+                    fail(shared);
+                }
+                return;
+            }
+        }
+        // Keep a little slack only: a big frame's buffer is released once it is consumed.
+        if buf.capacity() > 4 * chunk && buf.len() < chunk {
+            buf.shrink_to(chunk);
+        }
+    }
+}
+
+/// Adds the points of one frame; a full cache makes this wait (back-pressure).
+pub(crate) fn ingest_frame(shared: &Shared, payload: &[u8], limits: &Limits) {
+    let (mut received, mut errors) = (0u64, 0u64);
+    let result = pickle::for_each_point(
+        payload,
+        unix_now(),
+        limits,
+        |name, p| match shared.add_point_waiting(name, p) {
+            Ok(()) => received += 1,
+            Err(_) => errors += 1,
+        },
+        |_| {},
+    );
+    let bad = match result {
+        Ok((_, bad)) => bad,
+        Err(_) => 1,
+    };
+    shared.stats.parse_errors.fetch_add(bad, Relaxed);
+    shared
+        .stats
+        .pickle_metrics_received
+        .fetch_add(received, Relaxed);
+    shared.stats.pickle_errors.fetch_add(errors + bad, Relaxed);
+}
