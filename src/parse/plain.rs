@@ -204,25 +204,51 @@ pub fn for_each_line(
     mut on_error: impl FnMut(Error),
 ) -> (u64, u64) {
     let (mut accepted, mut rejected) = (0u64, 0u64);
-    let mut start = 0;
-    while start < buf.len() {
-        let rest = &buf[start..];
-        let fields = scan::<true>(rest);
-        let line = &rest[..fields.end];
-        match build(line, &fields, now) {
-            None => {}
-            Some(Ok((name, point))) => {
+    for line in lines(buf, now) {
+        match line {
+            Ok((name, point)) => {
                 accepted += 1;
                 on_point(name, point);
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 rejected += 1;
                 on_error(e);
             }
         }
-        start += fields.end + 1;
     }
     (accepted, rejected)
+}
+
+/// The lines of `buf` as [`for_each_line`] sees them (blank lines skipped), one result per
+/// line: for callers that handle good and bad lines in one place.
+pub fn lines(buf: &[u8], now: i64) -> Lines<'_> {
+    Lines { buf, now }
+}
+
+/// Iterator returned by [`lines`].
+#[derive(Debug, Clone)]
+pub struct Lines<'a> {
+    /// What is left to parse.
+    buf: &'a [u8],
+    now: i64,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Result<(&'a str, Point)>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.buf.is_empty() {
+            let rest = self.buf;
+            let fields = scan::<true>(rest);
+            let line = &rest[..fields.end];
+            self.buf = rest.get(fields.end + 1..).unwrap_or_default();
+            if let Some(r) = build(line, &fields, self.now) {
+                return Some(r);
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
