@@ -1104,4 +1104,81 @@ mod tests {
         c.add("a", pt(3, 1.0)).unwrap();
         assert_eq!(c.pop_wait(WAIT).unwrap().points, vec![pt(3, 1.0)]);
     }
+
+    /// Deterministic pseudo-random stream (xorshift), so failures reproduce.
+    fn stream(n: usize, names: usize) -> Vec<(String, Point)> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let name = format!("host{:02}.metric{}", x % 7, (x >> 8) % names as u64);
+                // Few timestamps, so the same (name, timestamp) is written many times.
+                (name, pt(((x >> 20) % 5) as i64, i as f64))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn add_batch_equals_adds_in_order() {
+        let input = stream(20_000, 400);
+        let one = small();
+        for (n, p) in &input {
+            one.add(n, *p).unwrap();
+        }
+        let batched = small();
+        for chunk in input.chunks(1500) {
+            let mut b = AddBatch::with_capacity(chunk.len());
+            for (n, p) in chunk {
+                b.push(n, *p);
+            }
+            assert_eq!(batched.add_batch(&mut b), chunk.len());
+            assert_eq!(b.rest(chunk.len()).count(), 0);
+        }
+        assert_eq!(batched.size(), one.size());
+        assert_eq!(batched.seq(), one.seq());
+        assert_eq!(batched.metrics(), one.metrics());
+        let mut names: Vec<_> = one.names();
+        names.sort();
+        let mut other = batched.names();
+        other.sort();
+        assert_eq!(names, other);
+        for n in &names {
+            assert_eq!(batched.get(n), one.get(n), "{n}");
+        }
+        // Every metric became poppable exactly once.
+        let mut popped = 0;
+        while let Some(b) = batched.pop_wait(Duration::from_millis(300)) {
+            assert_eq!(Some(b.points.clone()), one.get(&b.name));
+            batched.confirm(b);
+            popped += 1;
+        }
+        assert_eq!(popped, names.len());
+        assert_eq!(batched.size(), 0);
+    }
+
+    #[test]
+    fn add_batch_stops_at_max_size_without_counting_overflow() {
+        let c = cache(5, WriteStrategy::Max, Overflow::Error);
+        c.add("x", pt(0, 0.0)).unwrap();
+        let mut b = AddBatch::default();
+        for t in 0..7 {
+            b.push(if t % 2 == 0 { "a" } else { "b" }, pt(t, t as f64));
+        }
+        assert_eq!(c.add_batch(&mut b), 4);
+        assert_eq!(c.size(), 5);
+        assert_eq!(c.stats().overflow, 0);
+        let rest: Vec<_> = b.rest(4).collect();
+        assert_eq!(
+            rest,
+            [("a", pt(4, 4.0)), ("b", pt(5, 5.0)), ("a", pt(6, 6.0))]
+        );
+        assert_eq!(c.get("a"), Some(vec![pt(0, 0.0), pt(2, 2.0)]));
+        assert_eq!(c.get("b"), Some(vec![pt(1, 1.0), pt(3, 3.0)]));
+        assert_eq!(c.add_batch(&mut b), 0, "full");
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(c.add_batch(&mut b), 0);
+    }
 }
