@@ -138,9 +138,10 @@ pub(crate) struct Flight {
 }
 
 /// One metric's cached points.
+///
+/// No stored hash: the table's 7-bit tags already skip 127 of 128 other keys, an inline name
+/// is compared in the same cache line, and the 8 bytes are 1/40 of the cache's memory.
 pub(crate) struct Entry {
-    /// `hash_name(name)`, compared before the name and reused when the table grows.
-    hash: u64,
     name: Name,
     /// Points not yet popped, in arrival order (later = newer write), duplicates kept.
     queued: Vec<Point>,
@@ -157,8 +158,12 @@ impl Entry {
     }
 
     #[inline]
-    fn is(&self, hash: u64, name: &[u8]) -> bool {
-        self.hash == hash && self.name.as_bytes() == name
+    fn is(&self, name: &[u8]) -> bool {
+        self.name.as_bytes() == name
+    }
+
+    fn hash(&self) -> u64 {
+        hash_name(self.name.as_bytes())
     }
 }
 
@@ -229,7 +234,7 @@ impl Shard {
     #[inline]
     pub fn add(&mut self, hash: u64, name: &str, p: Point, generation: u64) -> bool {
         self.accepted += 1;
-        if let Some(e) = self.map.find_mut(hash, |e| e.is(hash, name.as_bytes())) {
+        if let Some(e) = self.map.find_mut(hash, |e| e.is(name.as_bytes())) {
             let first = e.queued.is_empty();
             if first {
                 e.generation = generation;
@@ -249,13 +254,12 @@ impl Shard {
         self.map.insert_unique(
             hash,
             Entry {
-                hash,
                 name: Name::new(name),
                 queued,
                 generation,
                 flight: None,
             },
-            |e| e.hash,
+            Entry::hash,
         );
         self.generations.inc(generation);
     }
@@ -276,7 +280,7 @@ impl Shard {
                 None => {}
             }
         }
-        let e = self.map.find_mut(key.hash, |e| e.is(key.hash, name))?;
+        let e = self.map.find_mut(key.hash, |e| e.is(name))?;
         if e.queued.is_empty() || e.flight.is_some() {
             return None;
         }
@@ -304,7 +308,7 @@ impl Shard {
         name: &str,
         ticket: u64,
     ) -> Option<(&'a mut Entry, Box<Flight>)> {
-        let e = map.find_mut(hash, |e| e.is(hash, name.as_bytes()))?;
+        let e = map.find_mut(hash, |e| e.is(name.as_bytes()))?;
         if e.flight.as_ref().is_none_or(|f| f.ticket != ticket) {
             return None;
         }
@@ -314,7 +318,7 @@ impl Shard {
     }
 
     fn remove(&mut self, hash: u64, name: &str) {
-        if let Ok(o) = self.map.find_entry(hash, |e| e.is(hash, name.as_bytes())) {
+        if let Ok(o) = self.map.find_entry(hash, |e| e.is(name.as_bytes())) {
             o.remove();
         }
     }
@@ -381,7 +385,7 @@ impl Shard {
     /// Every cached point of `name`, raw: in-flight points first, then queued, so a later
     /// element is always the newer write.
     pub fn get_raw(&self, hash: u64, name: &str) -> Option<Vec<Point>> {
-        let e = self.map.find(hash, |e| e.is(hash, name.as_bytes()))?;
+        let e = self.map.find(hash, |e| e.is(name.as_bytes()))?;
         let flight = e.flight.as_ref().map_or(&[][..], |f| &f.points[..]);
         let mut out = Vec::with_capacity(flight.len() + e.queued.len());
         out.extend_from_slice(flight);
@@ -423,7 +427,7 @@ impl Shard {
             out.push((
                 key,
                 Key {
-                    hash: e.hash,
+                    hash: e.hash(),
                     name: e.name.clone(),
                 },
             ));
@@ -598,14 +602,15 @@ mod tests {
     }
 
     #[test]
-    fn names_inline_and_heap_with_equal_hashes_kept_apart() {
+    fn names_inline_and_heap_with_one_hash_kept_apart() {
         let mut s = Shard::default();
         let short = "a.b";
         let long = "x".repeat(INLINE_NAME + 1);
         let edge = "y".repeat(INLINE_NAME);
         assert!(matches!(Name::new(&edge), Name::Inline { .. }));
         assert!(matches!(Name::new(&long), Name::Heap(_)));
-        // Force every name onto one hash: only the name comparison tells them apart.
+        // Force every name onto one hash: only the name comparison tells them apart. (Three
+        // entries fit the table's first allocation, so no rehash with the real hashes.)
         for (i, n) in [short, long.as_str(), edge.as_str()].iter().enumerate() {
             assert!(s.add(7, n, pt(i as i64, 1.0), 0));
             assert!(!s.add(7, n, pt(i as i64 + 10, 1.0), 0));
@@ -614,7 +619,6 @@ mod tests {
         for (i, n) in [short, long.as_str(), edge.as_str()].iter().enumerate() {
             let raw = s.get_raw(7, n).expect("cached");
             assert_eq!(raw, vec![pt(i as i64, 1.0), pt(i as i64 + 10, 1.0)], "{n}");
-            assert!(s.get_raw(8, n).is_none(), "other hash");
         }
         let mut names: Vec<String> = Vec::new();
         let mut arcs = Vec::new();
