@@ -1,6 +1,7 @@
 //! carbon_add_line into the cache, one thread, 100k distinct metrics (issue target: ≥ 10M
 //! lines/s). The persister is off so only parsing + name checks + cache insertion are
-//! measured. `cargo bench --bench ingest`.
+//! measured. `cargo bench --bench ingest`; `INGEST_FIXED=<rounds>` runs a fixed number of
+//! 100k-line rounds instead, for profiling.
 
 use std::ffi::CString;
 
@@ -35,6 +36,22 @@ fn bench(c: &mut Criterion) {
             s.into_bytes()
         })
         .collect();
+    // A fixed amount of work for profilers and CPU-time comparisons on a busy machine
+    // (`INGEST_FIXED=100 perf record target/release/deps/ingest-* --bench`): criterion's
+    // adaptive iteration counts make those runs incomparable.
+    if let Some(n) = std::env::var("INGEST_FIXED")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        for buf in rounds.iter().cycle().take(n) {
+            // SAFETY: live handle, valid buffer.
+            let got = unsafe { carbon_add_line(h, buf.as_ptr().cast(), buf.len()) };
+            assert_eq!(got, METRICS as i64);
+        }
+        // SAFETY: live handle, not used again.
+        unsafe { carbon_close(h) };
+        return;
+    }
     let mut g = c.benchmark_group("carbon_add_line");
     g.throughput(Throughput::Elements(METRICS as u64));
     g.sample_size(20);

@@ -401,3 +401,57 @@ fn add_throughput_small() {
         spent.as_nanos() as f64 / 1e6
     );
 }
+
+/// `Carbon::add_lines` batches points into the cache; across batch boundaries, names the
+/// policy rewrites (so added one by one) and bad lines, the newest write of a timestamp must
+/// still win and every outcome must follow line order.
+#[test]
+fn add_lines_batches_keep_line_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = carbonlite::config::Config::embedded(dir.path())
+        .apply_toml("[whisper]\nenabled = false\n[cache]\nmax-size = 0\n[common]\nname-policy = \"sanitize\"\n", "<test>")
+        .unwrap();
+    let c = carbonlite::engine::Carbon::open(cfg).unwrap();
+    let now = carbonlite::points::unix_now() / 60 * 60;
+    let mut buf = String::new();
+    let lines = 20_000;
+    let bad = |i: i64| i % 5000 == 2;
+    for i in 0..lines {
+        // Same 30 timestamps over and over: the last line of each wins.
+        let ts = now - 60 * (i % 30);
+        if bad(i) {
+            buf.push_str("bad line\n");
+            continue;
+        }
+        match i % 7 {
+            // A clean name: goes through the batch.
+            0 => buf.push_str(&format!("s.x {i} {ts}\n")),
+            // Same series after sanitising: added on its own, between batches.
+            1 => buf.push_str(&format!("s..x {i} {ts}\n")),
+            _ => buf.push_str(&format!("m.{} {i} {ts}\n", i % 50)),
+        }
+    }
+    let r = c.add_lines(buf.as_bytes());
+    assert_eq!(r.rejected, 4, "{:?}", r.first_error);
+    assert_eq!(r.accepted, lines as u64 - 4);
+    assert!(r.first_error.unwrap().to_string().contains("bad line"));
+    assert_eq!(c.stats().cache_size, r.accepted);
+    let newest = |want: &dyn Fn(i64) -> bool| {
+        let mut last = std::collections::HashMap::new();
+        for i in 0..lines {
+            if want(i) && !bad(i) {
+                last.insert(now - 60 * (i % 30), i as f64);
+            }
+        }
+        last
+    };
+    let check = |metric: &str, want: std::collections::HashMap<i64, f64>| {
+        let s = c.fetch_at(metric, now - 3600, Some(now + 60), now).unwrap();
+        for (ts, v) in want {
+            let slot = ((ts - s.from) / s.step) as usize;
+            assert_eq!(s.values[slot], v, "{metric} at {ts}");
+        }
+    };
+    check("s.x", newest(&|i| i % 7 <= 1));
+    check("m.3", newest(&|i| i % 7 > 1 && i % 50 == 3));
+}

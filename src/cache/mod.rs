@@ -33,7 +33,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::points::Point;
-use shard::{Shard, normalize, shard_index};
+use shard::{Key, Shard, hash_name, normalize, shard_index};
 pub use writeout::WriteStrategy;
 use writeout::{Next, Writeout};
 
@@ -84,6 +84,107 @@ pub struct Batch {
     pub points: Vec<Point>,
     /// Which flight of the metric this is (0 = from `drain_all`, matches none).
     ticket: u64,
+    /// `hash_name(name)`, so confirming does not hash again.
+    hash: u64,
+}
+
+/// Points gathered for [`Cache::add_batch`]. Each name is hashed as it is pushed, while its
+/// bytes are still in the CPU cache, and that one hash picks both the shard and the bucket.
+#[derive(Default)]
+pub struct AddBatch<'a> {
+    items: Vec<BatchItem<'a>>,
+    /// Scratch of `add_batch`: `shard << 32 | index` per item, sorted to group by shard.
+    order: Vec<u64>,
+    /// More scratch for the counting sort of `order`.
+    scratch: Vec<u64>,
+    counts: Vec<u32>,
+}
+
+/// Sorts `order` (`shard << 32 | index`, indices ascending) by shard, stable, in O(n + shards):
+/// a quarter of the cost of `sort_unstable` for a batch of a few points per shard.
+fn counting_sort(
+    order: &mut Vec<u64>,
+    scratch: &mut Vec<u64>,
+    counts: &mut Vec<u32>,
+    shards: usize,
+) {
+    counts.clear();
+    counts.resize(shards + 1, 0);
+    for &o in order.iter() {
+        counts[(o >> 32) as usize + 1] += 1;
+    }
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
+    scratch.clear();
+    scratch.resize(order.len(), 0);
+    for &o in order.iter() {
+        let slot = &mut counts[(o >> 32) as usize];
+        scratch[*slot as usize] = o;
+        *slot += 1;
+    }
+    std::mem::swap(order, scratch);
+}
+
+struct BatchItem<'a> {
+    hash: u64,
+    name: &'a str,
+    point: Point,
+}
+
+impl<'a> AddBatch<'a> {
+    /// An empty batch with room for `n` points without reallocating.
+    pub fn with_capacity(n: usize) -> Self {
+        AddBatch {
+            items: Vec::with_capacity(n),
+            order: Vec::with_capacity(n),
+            scratch: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// Appends one point of `name` (the cache key, already canonical).
+    #[inline]
+    pub fn push(&mut self, name: &'a str, point: Point) {
+        self.items.push(BatchItem {
+            hash: hash_name(name.as_bytes()),
+            name,
+            point,
+        });
+    }
+
+    /// Points in the batch.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch holds no point.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Empties the batch, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// The points from index `from` on, in push order: after [`Cache::add_batch`] returned
+    /// `from`, the ones it did not add.
+    pub fn rest(&self, from: usize) -> impl Iterator<Item = (&'a str, Point)> + '_ {
+        self.items
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|i| (i.name, i.point))
+    }
+}
+
+impl std::fmt::Debug for AddBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddBatch")
+            .field("len", &self.items.len())
+            .finish()
+    }
 }
 
 /// Result of a successful [`Cache::add`].
@@ -172,7 +273,7 @@ pub struct Cache {
     generation: CachePadded<AtomicU64>,
     /// Some metric became poppable since the last snapshot build started.
     pending: CachePadded<AtomicBool>,
-    writeout: Mutex<Writeout>,
+    writeout: Mutex<Writeout<Key>>,
     /// Bumped on every event a popper might wait for; closes the check-then-wait race.
     wakes: AtomicU64,
     /// Persisters in `pop_wait`.
@@ -209,8 +310,9 @@ impl Cache {
         }
     }
 
-    fn shard(&self, name: &str) -> &Mutex<Shard> {
-        &self.shards[shard_index(name, self.mask)]
+    #[inline]
+    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+        &self.shards[shard_index(hash, self.mask)]
     }
 
     /// Caches one point of `name`. Under [`Overflow::Error`] (and `Block` after its timeout) a
@@ -234,7 +336,7 @@ impl Cache {
                 };
             }
         }
-        self.insert_reserved(name, p);
+        self.insert_reserved(hash_name(name.as_bytes()), name, p);
         Ok(AddOutcome::Added)
     }
 
@@ -249,18 +351,75 @@ impl Cache {
                 refused: 1,
             });
         }
-        self.insert_reserved(name, p);
+        self.insert_reserved(hash_name(name.as_bytes()), name, p);
         Ok(AddOutcome::Added)
+    }
+
+    /// Adds the batch's points as [`Cache::add`] on each in push order would, as far as
+    /// `max_size` allows without waiting, and returns how many leading points were added. The
+    /// rest are untouched and not counted as overflow: the caller passes them to `add` (which
+    /// applies the overflow policy) or refuses them. The batch is not cleared.
+    ///
+    /// Faster than `add` per point: room is reserved once, and points are inserted shard by
+    /// shard with one lock each, so the table lookups of a shard's points overlap in memory
+    /// instead of each waiting out its cache misses behind a lock's fence.
+    pub fn add_batch(&self, batch: &mut AddBatch<'_>) -> usize {
+        let n = self.try_reserve_n(batch.items.len());
+        if n == 0 {
+            return 0;
+        }
+        let items = &batch.items[..n];
+        let order = &mut batch.order;
+        order.clear();
+        // Index in the low bits keeps push order within a shard (last write wins).
+        order.extend(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| ((shard_index(it.hash, self.mask) as u64) << 32) | i as u64),
+        );
+        if self.shards.len() <= 2 * n {
+            counting_sort(
+                order,
+                &mut batch.scratch,
+                &mut batch.counts,
+                self.shards.len(),
+            );
+        } else {
+            order.sort_unstable();
+        }
+        let mut poppable = false;
+        let mut rest = &order[..];
+        while let Some(&first) = rest.first() {
+            let shard_no = first >> 32;
+            let run = rest
+                .iter()
+                .position(|&o| o >> 32 != shard_no)
+                .unwrap_or(rest.len());
+            let mut shard = self.shards[shard_no as usize].lock();
+            // Read under the shard lock: see `wait_persisted`.
+            let generation = self.generation.load(Ordering::Relaxed);
+            for &o in &rest[..run] {
+                let it = &items[(o & u64::from(u32::MAX)) as usize];
+                poppable |= shard.add(it.hash, it.name, it.point, generation);
+            }
+            drop(shard);
+            rest = &rest[run..];
+        }
+        if poppable {
+            self.mark_pending();
+        }
+        n
     }
 
     /// Inserts a point whose room is already reserved.
     #[inline]
-    fn insert_reserved(&self, name: &str, p: Point) {
+    fn insert_reserved(&self, hash: u64, name: &str, p: Point) {
         let poppable = {
-            let mut shard = self.shard(name).lock();
+            let mut shard = self.shard(hash).lock();
             // Read under the shard lock: see `wait_persisted`.
             let generation = self.generation.load(Ordering::Relaxed);
-            shard.add(name, p, generation)
+            shard.add(hash, name, p, generation)
         };
         if poppable {
             self.mark_pending();
@@ -284,6 +443,33 @@ impl Cache {
                 .compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst)
             {
                 Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Takes room for up to `n` points, as many as `max_size` allows; exact under concurrency.
+    fn try_reserve_n(&self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        if self.max_size == 0 {
+            self.size.fetch_add(n, Ordering::SeqCst);
+            return n;
+        }
+        let mut cur = self.size.load(Ordering::SeqCst);
+        loop {
+            let take = self.max_size.saturating_sub(cur).min(n);
+            if take == 0 {
+                return 0;
+            }
+            match self.size.compare_exchange_weak(
+                cur,
+                cur + take,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return take,
                 Err(actual) => cur = actual,
             }
         }
@@ -334,7 +520,8 @@ impl Cache {
     /// Every cached point of `name` (queued, and in flight until confirmed), sorted by
     /// timestamp, one per timestamp with the newest write winning; None if nothing is cached.
     pub fn get(&self, name: &str) -> Option<Vec<Point>> {
-        let raw = self.shard(name).lock().get_raw(name)?;
+        let hash = hash_name(name.as_bytes());
+        let raw = self.shard(hash).lock().get_raw(hash, name)?;
         Some(normalize(raw))
     }
 
@@ -353,13 +540,14 @@ impl Cache {
             let pending = self.pending.load(Ordering::SeqCst);
             let next = self.writeout.lock().next(pending, hurry, now);
             match next {
-                Next::Name(name) => {
-                    let taken = self.shard(&name).lock().pop(&name, now);
+                Next::Name(key) => {
+                    let taken = self.shard(key.hash).lock().pop(&key, now);
                     if let Some((raw, ticket)) = taken {
                         return Ok(Batch {
-                            name,
+                            name: key.name.to_arc(),
                             points: normalize(raw),
                             ticket,
+                            hash: key.hash,
                         });
                     }
                 }
@@ -390,7 +578,7 @@ impl Cache {
                 .collect(self.strategy, now, &mut items, &mut next_retry);
         }
         self.strategy.order(&mut items);
-        let names: VecDeque<Arc<str>> = items.into_iter().map(|(_, name)| name).collect();
+        let names: VecDeque<Key> = items.into_iter().map(|(_, key)| key).collect();
         let end = Instant::now();
         let cycle = self.writeout.lock().install(names, next_retry, end);
         let c = &self.counters;
@@ -441,9 +629,9 @@ impl Cache {
     /// blocked adders and flush waiters. A stale batch (after `drain_all`) is ignored.
     pub fn confirm(&self, batch: Batch) {
         let released = self
-            .shard(&batch.name)
+            .shard(batch.hash)
             .lock()
-            .confirm(&batch.name, batch.ticket);
+            .confirm(batch.hash, &batch.name, batch.ticket);
         if let Some(r) = released {
             self.release(r.freed);
             if r.poppable {
@@ -460,7 +648,8 @@ impl Cache {
     pub fn requeue(&self, batch: Batch, retry_after: Option<Instant>) {
         let now = Instant::now();
         let returned = batch.points.len();
-        let released = self.shard(&batch.name).lock().requeue(
+        let released = self.shard(batch.hash).lock().requeue(
+            batch.hash,
             &batch.name,
             batch.ticket,
             batch.points,
@@ -580,6 +769,7 @@ impl Cache {
         self.flushers.notify();
         raw.into_iter()
             .map(|(name, points)| Batch {
+                hash: hash_name(name.as_bytes()),
                 name,
                 points: normalize(points),
                 ticket: 0,
@@ -953,5 +1143,82 @@ mod tests {
         assert!(c.pop().is_none());
         c.add("a", pt(3, 1.0)).unwrap();
         assert_eq!(c.pop_wait(WAIT).unwrap().points, vec![pt(3, 1.0)]);
+    }
+
+    /// Deterministic pseudo-random stream (xorshift), so failures reproduce.
+    fn stream(n: usize, names: usize) -> Vec<(String, Point)> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let name = format!("host{:02}.metric{}", x % 7, (x >> 8) % names as u64);
+                // Few timestamps, so the same (name, timestamp) is written many times.
+                (name, pt(((x >> 20) % 5) as i64, i as f64))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn add_batch_equals_adds_in_order() {
+        let input = stream(20_000, 400);
+        let one = small();
+        for (n, p) in &input {
+            one.add(n, *p).unwrap();
+        }
+        let batched = small();
+        for chunk in input.chunks(1500) {
+            let mut b = AddBatch::with_capacity(chunk.len());
+            for (n, p) in chunk {
+                b.push(n, *p);
+            }
+            assert_eq!(batched.add_batch(&mut b), chunk.len());
+            assert_eq!(b.rest(chunk.len()).count(), 0);
+        }
+        assert_eq!(batched.size(), one.size());
+        assert_eq!(batched.seq(), one.seq());
+        assert_eq!(batched.metrics(), one.metrics());
+        let mut names: Vec<_> = one.names();
+        names.sort();
+        let mut other = batched.names();
+        other.sort();
+        assert_eq!(names, other);
+        for n in &names {
+            assert_eq!(batched.get(n), one.get(n), "{n}");
+        }
+        // Every metric became poppable exactly once.
+        let mut popped = 0;
+        while let Some(b) = batched.pop_wait(Duration::from_millis(300)) {
+            assert_eq!(Some(b.points.clone()), one.get(&b.name));
+            batched.confirm(b);
+            popped += 1;
+        }
+        assert_eq!(popped, names.len());
+        assert_eq!(batched.size(), 0);
+    }
+
+    #[test]
+    fn add_batch_stops_at_max_size_without_counting_overflow() {
+        let c = cache(5, WriteStrategy::Max, Overflow::Error);
+        c.add("x", pt(0, 0.0)).unwrap();
+        let mut b = AddBatch::default();
+        for t in 0..7 {
+            b.push(if t % 2 == 0 { "a" } else { "b" }, pt(t, t as f64));
+        }
+        assert_eq!(c.add_batch(&mut b), 4);
+        assert_eq!(c.size(), 5);
+        assert_eq!(c.stats().overflow, 0);
+        let rest: Vec<_> = b.rest(4).collect();
+        assert_eq!(
+            rest,
+            [("a", pt(4, 4.0)), ("b", pt(5, 5.0)), ("a", pt(6, 6.0))]
+        );
+        assert_eq!(c.get("a"), Some(vec![pt(0, 0.0), pt(2, 2.0)]));
+        assert_eq!(c.get("b"), Some(vec![pt(1, 1.0), pt(3, 3.0)]));
+        assert_eq!(c.add_batch(&mut b), 0, "full");
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(c.add_batch(&mut b), 0);
     }
 }

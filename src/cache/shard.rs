@@ -5,8 +5,9 @@
 //! released.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 use std::time::Instant;
 
 use super::WriteStrategy;
@@ -33,74 +34,94 @@ fn word(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// String hasher for the shard maps, folded-multiply style (wyhash/foldhash).
+/// Hash of a metric name, folded-multiply style (wyhash/foldhash), computed once per point
+/// and used for both the shard choice and the shard's table.
 ///
-/// `Cache::add` hashes every name twice (shard choice, then the map), so this is on the hot
-/// path: std's SipHash would cost more than the rest of `add`, and FxHash leaves the low bits
-/// (hashbrown's bucket index) blind to the last bytes of a name, exactly where metric names
-/// differ (`host01.cpu` vs `host02.cpu`). 16 bytes per multiply and a splitmix64 finish give
-/// both speed and full avalanche. Not DoS-resistant: metric names come from trusted senders,
-/// as in go-carbon.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct NameHasher(u64);
-
-impl NameHasher {
-    /// The state before finishing, so the shard index can use a different finaliser than
-    /// the map (otherwise every key of a shard would share the bits hashbrown relies on).
-    #[inline]
-    fn raw(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Hasher for NameHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.0 ^ (bytes.len() as u64).wrapping_mul(K0);
-        let mut chunks = bytes.chunks_exact(16);
-        for c in &mut chunks {
-            h = fold(word(&c[..8]) ^ h ^ K1, word(&c[8..]) ^ K2);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let (a, b) = rest.split_at(rest.len().min(8));
-            h = fold(word(a) ^ h ^ K1, word(b) ^ K2);
-        }
-        self.0 = h;
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.0 = fold(self.0 ^ K0, u64::from(i) ^ K1);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // splitmix64 finaliser
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-/// `BuildHasher` for the shard maps.
-pub(crate) type BuildNameHasher = BuildHasherDefault<NameHasher>;
-
-/// The shard a name belongs to: `mask` is `shards - 1`.
-///
-/// Feeds the bytes exactly as `impl Hash for str` does, then applies murmur3's finaliser
-/// (not splitmix64 as the map does) so the shard choice is independent of the map's bits.
+/// On the hot path, so: std's SipHash would cost more than the rest of `add`, and FxHash
+/// leaves the low bits (the table's bucket index) blind to the last bytes of a name, exactly
+/// where metric names differ (`host01.cpu` vs `host02.cpu`). 16 bytes per multiply and a
+/// splitmix64 finish give both speed and full avalanche. Not DoS-resistant: metric names
+/// come from trusted senders, as in go-carbon.
 #[inline]
-pub(crate) fn shard_index(name: &str, mask: usize) -> usize {
-    let mut h = NameHasher::default();
-    h.write(name.as_bytes());
-    h.write_u8(0xff);
-    let mut z = h.raw();
-    z = (z ^ (z >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    z = (z ^ (z >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    z ^= z >> 33;
-    (z as usize) & mask
+pub(crate) fn hash_name(name: &[u8]) -> u64 {
+    let mut h = (name.len() as u64).wrapping_mul(K0);
+    let mut chunks = name.chunks_exact(16);
+    for c in &mut chunks {
+        h = fold(word(&c[..8]) ^ h ^ K1, word(&c[8..]) ^ K2);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let (a, b) = rest.split_at(rest.len().min(8));
+        h = fold(word(a) ^ h ^ K1, word(b) ^ K2);
+    }
+    // splitmix64 finaliser
+    let mut z = h;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The shard of a name with hash `hash`: `mask` is `shards - 1` (at most 2^20 - 1).
+///
+/// Bits 32.. of the hash: the table inside the shard indexes buckets with the low bits and
+/// tags them with the top 7, so the shard choice must use neither, or every key of a shard
+/// would share the bits the table relies on.
+#[inline]
+pub(crate) fn shard_index(hash: u64, mask: usize) -> usize {
+    ((hash >> 32) as usize) & mask
+}
+
+/// Longest name kept inside the entry; longer names go to the heap. Most Graphite names
+/// fit, so a lookup touches one entry and no separate string.
+const INLINE_NAME: usize = 38;
+
+/// A metric name, inline when short (40 bytes either way).
+#[derive(Clone)]
+pub(crate) enum Name {
+    /// `bytes[..len]` is the UTF-8 name.
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    /// A name longer than `INLINE_NAME`.
+    Heap(Arc<str>),
+}
+
+impl Name {
+    fn new(name: &str) -> Name {
+        if name.len() <= INLINE_NAME {
+            let mut bytes = [0u8; INLINE_NAME];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            Name::Inline {
+                len: name.len() as u8,
+                bytes,
+            }
+        } else {
+            Name::Heap(Arc::from(name))
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Name::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The name as a shared string (allocates for inline names: once per batch, not per point).
+    pub fn to_arc(&self) -> Arc<str> {
+        match self {
+            // Inline bytes are always a whole `&str` copied in `new`.
+            Name::Inline { .. } => Arc::from(String::from_utf8_lossy(self.as_bytes())),
+            Name::Heap(s) => s.clone(),
+        }
+    }
+}
+
+/// A metric's name with its hash: what the write-out queue holds, so popping a metric
+/// neither allocates nor hashes again.
+#[derive(Clone)]
+pub(crate) struct Key {
+    pub hash: u64,
+    pub name: Name,
 }
 
 /// Points taken by a persister and not yet confirmed; kept so reads still see them
@@ -117,7 +138,11 @@ pub(crate) struct Flight {
 }
 
 /// One metric's cached points.
+///
+/// No stored hash: the table's 7-bit tags already skip 127 of 128 other keys, an inline name
+/// is compared in the same cache line, and the 8 bytes are 1/40 of the cache's memory.
 pub(crate) struct Entry {
+    name: Name,
     /// Points not yet popped, in arrival order (later = newer write), duplicates kept.
     queued: Vec<Point>,
     /// Flush generation of the oldest queued point (meaningful while `queued` is not empty).
@@ -130,6 +155,15 @@ pub(crate) struct Entry {
 impl Entry {
     fn is_empty(&self) -> bool {
         self.queued.is_empty() && self.flight.is_none()
+    }
+
+    #[inline]
+    fn is(&self, name: &[u8]) -> bool {
+        self.name.as_bytes() == name
+    }
+
+    fn hash(&self) -> u64 {
+        hash_name(self.name.as_bytes())
     }
 }
 
@@ -181,11 +215,11 @@ pub(crate) type Drained = (Arc<str>, Vec<Point>);
 /// The state behind one shard lock.
 #[derive(Default)]
 pub(crate) struct Shard {
-    map: HashMap<Arc<str>, Entry, BuildNameHasher>,
+    map: HashTable<Entry>,
     generations: Generations,
     /// Metrics that may not be popped before the instant (requeue after a failed write or a
     /// create throttle). Rare, so kept out of `Entry`.
-    retry: HashMap<Arc<str>, Instant, BuildNameHasher>,
+    retry: HashMap<Arc<str>, Instant>,
     /// Points accepted by this shard since creation; `Cache::seq` sums them.
     pub accepted: u64,
     /// Batches in flight.
@@ -194,12 +228,13 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// Queues one point. Returns true when the metric just became poppable (it had no
-    /// queued points and nothing in flight), i.e. the writeout queue has new work.
+    /// Queues one point of `name` (`hash = hash_name(name)`). Returns true when the metric
+    /// just became poppable (it had no queued points and nothing in flight), i.e. the
+    /// writeout queue has new work.
     #[inline]
-    pub fn add(&mut self, name: &str, p: Point, generation: u64) -> bool {
+    pub fn add(&mut self, hash: u64, name: &str, p: Point, generation: u64) -> bool {
         self.accepted += 1;
-        if let Some(e) = self.map.get_mut(name) {
+        if let Some(e) = self.map.find_mut(hash, |e| e.is(name.as_bytes())) {
             let first = e.queued.is_empty();
             if first {
                 e.generation = generation;
@@ -208,34 +243,44 @@ impl Shard {
             push_point(&mut e.queued, p);
             return first && e.flight.is_none();
         }
+        self.insert_new(hash, name, p, generation);
+        true
+    }
+
+    #[inline(never)]
+    fn insert_new(&mut self, hash: u64, name: &str, p: Point, generation: u64) {
         let mut queued = Vec::with_capacity(INITIAL_CAPACITY);
         queued.push(p);
-        self.map.insert(
-            Arc::from(name),
+        self.map.insert_unique(
+            hash,
             Entry {
+                name: Name::new(name),
                 queued,
                 generation,
                 flight: None,
             },
+            Entry::hash,
         );
         self.generations.inc(generation);
-        true
     }
 
     /// Moves a metric's queued points in flight. Returns the raw points (arrival order) and the
     /// batch ticket, or None if the metric has nothing queued, is already in flight, or must
     /// wait for its retry time.
-    pub fn pop(&mut self, name: &str, now: Instant) -> Option<(Vec<Point>, u64)> {
-        if !self.retry.is_empty() {
-            match self.retry.get(name) {
+    pub fn pop(&mut self, key: &Key, now: Instant) -> Option<(Vec<Point>, u64)> {
+        let name = key.name.as_bytes();
+        if !self.retry.is_empty()
+            && let Ok(n) = std::str::from_utf8(name)
+        {
+            match self.retry.get(n) {
                 Some(&t) if t > now => return None,
                 Some(_) => {
-                    self.retry.remove(name);
+                    self.retry.remove(n);
                 }
                 None => {}
             }
         }
-        let e = self.map.get_mut(name)?;
+        let e = self.map.find_mut(key.hash, |e| e.is(name))?;
         if e.queued.is_empty() || e.flight.is_some() {
             return None;
         }
@@ -257,12 +302,13 @@ impl Shard {
 
     /// Takes the flight with `ticket` off `name`; None if it is not (or no longer) in flight.
     fn take_flight<'a>(
-        map: &'a mut HashMap<Arc<str>, Entry, BuildNameHasher>,
+        map: &'a mut HashTable<Entry>,
         in_flight: &mut usize,
+        hash: u64,
         name: &str,
         ticket: u64,
     ) -> Option<(&'a mut Entry, Box<Flight>)> {
-        let e = map.get_mut(name)?;
+        let e = map.find_mut(hash, |e| e.is(name.as_bytes()))?;
         if e.flight.as_ref().is_none_or(|f| f.ticket != ticket) {
             return None;
         }
@@ -271,14 +317,21 @@ impl Shard {
         Some((e, flight))
     }
 
+    fn remove(&mut self, hash: u64, name: &str) {
+        if let Ok(o) = self.map.find_entry(hash, |e| e.is(name.as_bytes())) {
+            o.remove();
+        }
+    }
+
     /// The batch `ticket` of `name` is persisted: forget its points.
-    pub fn confirm(&mut self, name: &str, ticket: u64) -> Option<Released> {
-        let (e, flight) = Self::take_flight(&mut self.map, &mut self.in_flight, name, ticket)?;
+    pub fn confirm(&mut self, hash: u64, name: &str, ticket: u64) -> Option<Released> {
+        let (e, flight) =
+            Self::take_flight(&mut self.map, &mut self.in_flight, hash, name, ticket)?;
         let poppable = !e.queued.is_empty();
         let empty = e.is_empty();
         self.generations.dec(flight.generation);
         if empty {
-            self.map.remove(name);
+            self.remove(hash, name);
         }
         Some(Released {
             freed: flight.points.len(),
@@ -291,13 +344,15 @@ impl Shard {
     /// is false while `retry_after` is in the future.
     pub fn requeue(
         &mut self,
-        name: &str,
+        hash: u64,
+        name: &Arc<str>,
         ticket: u64,
         mut points: Vec<Point>,
         retry_after: Option<Instant>,
         now: Instant,
     ) -> Option<Released> {
-        let (e, flight) = Self::take_flight(&mut self.map, &mut self.in_flight, name, ticket)?;
+        let (e, flight) =
+            Self::take_flight(&mut self.map, &mut self.in_flight, hash, name, ticket)?;
         if !e.queued.is_empty() {
             // The queued points' tag merges into the flight's older one.
             self.generations.dec(e.generation);
@@ -309,14 +364,11 @@ impl Shard {
         if !has_points {
             // The persister dropped every point: nothing left to write.
             self.generations.dec(flight.generation);
-            self.map.remove(name);
+            self.remove(hash, name);
         }
         let waiting = match retry_after {
             Some(t) if t > now && has_points => {
-                if let Some((key, _)) = self.map.get_key_value(name) {
-                    let key = key.clone();
-                    self.retry.insert(key, t);
-                }
+                self.retry.insert(name.clone(), t);
                 true
             }
             _ => {
@@ -332,8 +384,8 @@ impl Shard {
 
     /// Every cached point of `name`, raw: in-flight points first, then queued, so a later
     /// element is always the newer write.
-    pub fn get_raw(&self, name: &str) -> Option<Vec<Point>> {
-        let e = self.map.get(name)?;
+    pub fn get_raw(&self, hash: u64, name: &str) -> Option<Vec<Point>> {
+        let e = self.map.find(hash, |e| e.is(name.as_bytes()))?;
         let flight = e.flight.as_ref().map_or(&[][..], |f| &f.points[..]);
         let mut out = Vec::with_capacity(flight.len() + e.queued.len());
         out.extend_from_slice(flight);
@@ -352,14 +404,15 @@ impl Shard {
         &self,
         strategy: WriteStrategy,
         now: Instant,
-        out: &mut Vec<(i64, Arc<str>)>,
+        out: &mut Vec<(i64, Key)>,
         next_retry: &mut Option<Instant>,
     ) {
-        for (name, e) in &self.map {
+        for e in &self.map {
             if e.queued.is_empty() || e.flight.is_some() {
                 continue;
             }
             if !self.retry.is_empty()
+                && let Ok(name) = std::str::from_utf8(e.name.as_bytes())
                 && let Some(&t) = self.retry.get(name)
                 && t > now
             {
@@ -371,7 +424,13 @@ impl Shard {
                 WriteStrategy::Sorted => e.queued.first().map_or(0, |p| p.timestamp),
                 WriteStrategy::Noop => 0,
             };
-            out.push((key, name.clone()));
+            out.push((
+                key,
+                Key {
+                    hash: e.hash(),
+                    name: e.name.clone(),
+                },
+            ));
         }
     }
 
@@ -385,12 +444,12 @@ impl Shard {
         let mut freed = 0;
         let out = map
             .into_iter()
-            .map(|(name, e)| {
+            .map(|e| {
                 let mut points = e.flight.map_or_else(Vec::new, |f| f.points);
                 let mut queued = e.queued;
                 points.append(&mut queued);
                 freed += points.len();
-                (name, points)
+                (e.name.to_arc(), points)
             })
             .collect();
         (out, freed)
@@ -403,7 +462,7 @@ impl Shard {
 
     /// Names of the metrics with cached points.
     pub fn names(&self, out: &mut Vec<Arc<str>>) {
-        out.extend(self.map.keys().cloned());
+        out.extend(self.map.iter().map(|e| e.name.to_arc()));
     }
 }
 
@@ -463,7 +522,10 @@ mod tests {
         let mask = 63;
         let mut counts = [0usize; 64];
         for i in 0..64_000 {
-            counts[shard_index(&format!("servers.host{i:05}.cpu.user"), mask)] += 1;
+            counts[shard_index(
+                hash_name(format!("servers.host{i:05}.cpu.user").as_bytes()),
+                mask,
+            )] += 1;
         }
         // 1000 expected per shard; a weak hash would leave some nearly empty.
         assert!(
@@ -474,11 +536,9 @@ mod tests {
 
     #[test]
     fn map_hash_low_bits_see_last_bytes() {
-        use std::hash::BuildHasher;
-        let b = BuildNameHasher::default();
         let mut buckets = std::collections::HashSet::new();
         for i in 0..256 {
-            buckets.insert(b.hash_one(format!("a.b.c.metric{i:03}").as_str()) & 0xff);
+            buckets.insert(hash_name(format!("a.b.c.metric{i:03}").as_bytes()) & 0xff);
         }
         assert!(
             buckets.len() > 140,
@@ -508,25 +568,63 @@ mod tests {
     fn flight_lifecycle_and_stale_tickets() {
         let now = Instant::now();
         let mut s = Shard::default();
-        assert!(s.add("m", pt(1, 1.0), 0));
-        assert!(!s.add("m", pt(2, 1.0), 0));
-        let (raw, ticket) = s.pop("m", now).expect("poppable");
+        let h = hash_name(b"m");
+        let key = Key {
+            hash: h,
+            name: Name::new("m"),
+        };
+        assert!(s.add(h, "m", pt(1, 1.0), 0));
+        assert!(!s.add(h, "m", pt(2, 1.0), 0));
+        let (raw, ticket) = s.pop(&key, now).expect("poppable");
         assert_eq!(raw.len(), 2);
-        assert!(s.pop("m", now).is_none(), "already in flight");
+        assert!(s.pop(&key, now).is_none(), "already in flight");
         // New point while in flight: not poppable until confirm.
-        assert!(!s.add("m", pt(3, 1.0), 1));
+        assert!(!s.add(h, "m", pt(3, 1.0), 1));
         assert_eq!(s.oldest_generation(), Some(0));
-        assert!(s.confirm("m", ticket + 1).is_none(), "wrong ticket ignored");
-        let r = s.confirm("m", ticket).expect("in flight");
+        assert!(
+            s.confirm(h, "m", ticket + 1).is_none(),
+            "wrong ticket ignored"
+        );
+        let r = s.confirm(h, "m", ticket).expect("in flight");
         assert_eq!(r.freed, 2);
         assert!(r.poppable);
         assert_eq!(s.oldest_generation(), Some(1));
-        assert!(s.confirm("m", ticket).is_none(), "double confirm ignored");
-        let (_, t2) = s.pop("m", now).expect("poppable");
-        s.confirm("m", t2).expect("in flight");
+        assert!(
+            s.confirm(h, "m", ticket).is_none(),
+            "double confirm ignored"
+        );
+        let (_, t2) = s.pop(&key, now).expect("poppable");
+        s.confirm(h, "m", t2).expect("in flight");
         assert_eq!(s.metrics(), 0);
         assert_eq!(s.oldest_generation(), None);
         assert_eq!(s.in_flight, 0);
         assert_eq!(s.accepted, 3);
+    }
+
+    #[test]
+    fn names_inline_and_heap_with_one_hash_kept_apart() {
+        let mut s = Shard::default();
+        let short = "a.b";
+        let long = "x".repeat(INLINE_NAME + 1);
+        let edge = "y".repeat(INLINE_NAME);
+        assert!(matches!(Name::new(&edge), Name::Inline { .. }));
+        assert!(matches!(Name::new(&long), Name::Heap(_)));
+        // Force every name onto one hash: only the name comparison tells them apart. (Three
+        // entries fit the table's first allocation, so no rehash with the real hashes.)
+        for (i, n) in [short, long.as_str(), edge.as_str()].iter().enumerate() {
+            assert!(s.add(7, n, pt(i as i64, 1.0), 0));
+            assert!(!s.add(7, n, pt(i as i64 + 10, 1.0), 0));
+        }
+        assert_eq!(s.metrics(), 3);
+        for (i, n) in [short, long.as_str(), edge.as_str()].iter().enumerate() {
+            let raw = s.get_raw(7, n).expect("cached");
+            assert_eq!(raw, vec![pt(i as i64, 1.0), pt(i as i64 + 10, 1.0)], "{n}");
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut arcs = Vec::new();
+        s.names(&mut arcs);
+        names.extend(arcs.iter().map(|a| a.to_string()));
+        names.sort();
+        assert_eq!(names, [short.to_string(), long.clone(), edge.clone()]);
     }
 }

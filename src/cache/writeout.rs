@@ -9,7 +9,6 @@
 //! taken by the next one.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Minimum time between two rebuilds of a non-empty queue (go-carbon's 100 ms).
@@ -50,7 +49,7 @@ impl WriteStrategy {
     }
 
     /// Orders `(key, name)` pairs collected by `Shard::collect` (stable, so ties keep map order).
-    pub(crate) fn order(self, items: &mut [(i64, Arc<str>)]) {
+    pub(crate) fn order<K>(self, items: &mut [(i64, K)]) {
         match self {
             WriteStrategy::Max => items.sort_by_key(|a| std::cmp::Reverse(a.0)),
             WriteStrategy::Sorted => items.sort_by_key(|a| a.0),
@@ -59,11 +58,10 @@ impl WriteStrategy {
     }
 }
 
-/// State of the snapshot, behind `Cache::writeout`.
-#[derive(Default)]
-pub(crate) struct Writeout {
+/// State of the snapshot, behind `Cache::writeout`; `K` names a metric.
+pub(crate) struct Writeout<K> {
     /// Names left in the current snapshot.
-    pub queue: VecDeque<Arc<str>>,
+    pub queue: VecDeque<K>,
     /// A thread is building the next snapshot (outside this lock).
     pub building: bool,
     /// When the last build finished.
@@ -74,20 +72,32 @@ pub(crate) struct Writeout {
     pub next_retry: Option<Instant>,
 }
 
+impl<K> Default for Writeout<K> {
+    fn default() -> Self {
+        Writeout {
+            queue: VecDeque::new(),
+            building: false,
+            last_build: None,
+            last_build_empty: false,
+            next_retry: None,
+        }
+    }
+}
+
 /// What a popper should do next, decided under the writeout lock.
-pub(crate) enum Next {
+pub(crate) enum Next<K> {
     /// Try to pop this metric.
-    Name(Arc<str>),
+    Name(K),
     /// Build a new snapshot (the caller now owns `building`).
     Build,
     /// Nothing to do before `Some(instant)`, or before a wake-up if None.
     Wait(Option<Instant>),
 }
 
-impl Writeout {
+impl<K> Writeout<K> {
     /// The next step for a popper. `pending`: something became poppable since the last build
     /// started; `hurry`: a flush is waiting, so skip the rebuild interval.
-    pub fn next(&mut self, pending: bool, hurry: bool, now: Instant) -> Next {
+    pub fn next(&mut self, pending: bool, hurry: bool, now: Instant) -> Next<K> {
         if let Some(name) = self.queue.pop_front() {
             return Next::Name(name);
         }
@@ -116,7 +126,7 @@ impl Writeout {
     /// (go-carbon's `queueWriteoutTime`), if there was one.
     pub fn install(
         &mut self,
-        names: VecDeque<Arc<str>>,
+        names: VecDeque<K>,
         next_retry: Option<Instant>,
         now: Instant,
     ) -> Option<u64> {
@@ -139,6 +149,7 @@ impl Writeout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn strategy_names_round_trip() {
@@ -182,7 +193,7 @@ mod tests {
     #[test]
     fn rebuild_waits_interval_unless_empty_or_hurried() {
         let t0 = Instant::now();
-        let mut w = Writeout::default();
+        let mut w = Writeout::<Arc<str>>::default();
         assert!(matches!(w.next(false, false, t0), Next::Wait(None)));
         assert!(matches!(w.next(true, false, t0), Next::Build));
         assert!(
@@ -216,7 +227,7 @@ mod tests {
     #[test]
     fn retry_time_makes_work_pending() {
         let t0 = Instant::now();
-        let mut w = Writeout::default();
+        let mut w = Writeout::<Arc<str>>::default();
         let r = t0 + Duration::from_secs(1);
         w.install(VecDeque::new(), Some(r), t0);
         match w.next(false, false, t0) {

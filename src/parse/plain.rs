@@ -116,7 +116,38 @@ fn parse_digits(b: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// Python `float()` of a field: integer fast path, else `str::parse`.
+/// Most significant digits the decimal fast path takes: 10^15 < 2^53, so the digits are
+/// an exact f64.
+const FAST_DECIMAL_DIGITS: usize = 15;
+
+/// Exact powers of ten for the decimal fast path.
+const POW10: [f64; FAST_DECIMAL_DIGITS + 1] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// `digits.digits` with at most 15 digits in all (either side may be empty, not both).
+/// Clinger's fast path: the digits and the power of ten are both exact f64s, and IEEE
+/// division rounds correctly, so the result equals a correctly rounded parse of the decimal.
+#[inline(always)]
+fn parse_short_decimal(b: &[u8]) -> Option<f64> {
+    let dot = b.iter().position(|&c| c == b'.')?;
+    let (int, frac) = (&b[..dot], &b[dot + 1..]);
+    let n = int.len() + frac.len();
+    if n == 0 || n > FAST_DECIMAL_DIGITS {
+        return None;
+    }
+    let mut m: u64 = 0;
+    for &c in int.iter().chain(frac) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        m = m * 10 + u64::from(d);
+    }
+    Some(m as f64 / POW10[frac.len()])
+}
+
+/// Python `float()` of a field: integer and short-decimal fast paths, else `str::parse`.
 #[inline(always)]
 fn parse_float(b: &[u8]) -> Option<f64> {
     let (neg, digits) = match b.first() {
@@ -126,6 +157,9 @@ fn parse_float(b: &[u8]) -> Option<f64> {
     if let Some(v) = parse_digits(digits) {
         // Exact i64, then one correctly rounded conversion: same as parsing the decimal.
         let v = v as f64;
+        return Some(if neg { -v } else { v });
+    }
+    if let Some(v) = parse_short_decimal(digits) {
         return Some(if neg { -v } else { v });
     }
     std::str::from_utf8(b).ok()?.parse::<f64>().ok()
@@ -204,25 +238,51 @@ pub fn for_each_line(
     mut on_error: impl FnMut(Error),
 ) -> (u64, u64) {
     let (mut accepted, mut rejected) = (0u64, 0u64);
-    let mut start = 0;
-    while start < buf.len() {
-        let rest = &buf[start..];
-        let fields = scan::<true>(rest);
-        let line = &rest[..fields.end];
-        match build(line, &fields, now) {
-            None => {}
-            Some(Ok((name, point))) => {
+    for line in lines(buf, now) {
+        match line {
+            Ok((name, point)) => {
                 accepted += 1;
                 on_point(name, point);
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 rejected += 1;
                 on_error(e);
             }
         }
-        start += fields.end + 1;
     }
     (accepted, rejected)
+}
+
+/// The lines of `buf` as [`for_each_line`] sees them (blank lines skipped), one result per
+/// line: for callers that handle good and bad lines in one place.
+pub fn lines(buf: &[u8], now: i64) -> Lines<'_> {
+    Lines { buf, now }
+}
+
+/// Iterator returned by [`lines`].
+#[derive(Debug, Clone)]
+pub struct Lines<'a> {
+    /// What is left to parse.
+    buf: &'a [u8],
+    now: i64,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Result<(&'a str, Point)>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.buf.is_empty() {
+            let rest = self.buf;
+            let fields = scan::<true>(rest);
+            let line = &rest[..fields.end];
+            self.buf = rest.get(fields.end + 1..).unwrap_or_default();
+            if let Some(r) = build(line, &fields, self.now) {
+                return Some(r);
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -497,5 +557,59 @@ mod tests {
             acc + rej,
             elapsed.as_nanos() as f64 / (acc + rej) as f64
         );
+    }
+
+    /// The decimal fast path must give exactly what `str::parse` gives (correct rounding),
+    /// and leave everything it does not take to `str::parse`.
+    #[test]
+    fn short_decimals_match_str_parse() {
+        let check = |text: &str| {
+            let want = text.parse::<f64>().ok();
+            let got = parse_float(text.as_bytes());
+            assert_eq!(
+                got.map(f64::to_bits),
+                want.map(f64::to_bits),
+                "{text:?}: {got:?} vs {want:?}"
+            );
+        };
+        for text in [
+            "0.1",
+            "0.2",
+            "0.3",
+            "-0.0",
+            "0.0",
+            "1.",
+            ".5",
+            "-.5",
+            ".",
+            "-.",
+            "1..2",
+            "1.2.3",
+            "123456789.123456",
+            "12345678901234.5",
+            "1234567890123.45",
+            "0.000000000000001",
+            "9007199254740993.0",
+            "999999999999999.9",
+            "1.7976931348623157",
+            "2.5e3",
+            "1,5",
+            "+1.5",
+            "1.5 ",
+            "4.35",
+            "0.1000000000000001",
+        ] {
+            check(text);
+        }
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = format!("{}", x % 10u64.pow((x >> 60) as u32 + 1));
+            let dot = (x >> 40) as usize % (digits.len() + 1);
+            let sign = if x & 1 == 1 { "-" } else { "" };
+            check(&format!("{sign}{}.{}", &digits[..dot], &digits[dot..]));
+        }
     }
 }
