@@ -53,8 +53,10 @@ def pickle_mode(host, port, prefix, now):
 
 def idle_mode(host, port, n):
     conns = []
-    for _ in range(n):
+    for i in range(n):
         conns.append(socket.create_connection((host, port)))
+        if i % 1000 == 999:
+            sys.stderr.write("recv_send.py idle: %d connected\n" % (i + 1))
     sys.stdout.write("ready %d\n" % len(conns))
     sys.stdout.flush()
     sys.stdin.read()
