@@ -7,7 +7,9 @@
 //! plus the memo (`PUT`/`GET`/`MEMOIZE`) and framing opcodes. Everything that names or builds
 //! an object (`GLOBAL`, `STACK_GLOBAL`, `REDUCE`, `BUILD`, `INST`, `OBJ`, `NEWOBJ`, `PERSID`,
 //! extension codes, out-of-band buffers) is refused with an error naming the opcode, as
-//! carbon's `SafeUnpickler` refuses unknown globals.
+//! carbon's `SafeUnpickler` refuses unknown globals. The one exception is how Python 3 writes
+//! `bytes` for protocols 0–2 (`_codecs.encode(text, "latin1")` and `bytes()` through
+//! `GLOBAL`/`REDUCE`): those two callables, with exactly those arguments, yield bytes.
 //!
 //! Memory is bounded by construction: values live in an arena of 16-byte nodes indexed by
 //! `u32`; the stack, the memo and containers hold indices, so `GET` and `DUP` share instead of
@@ -79,6 +81,16 @@ enum Node {
     List(u32),
     /// Index into the dict table.
     Dict(u32),
+    /// One of the two callables Python 3 itself uses to pickle `bytes` for protocols 0–2
+    /// (`_codecs.encode(text, "latin1")`, `builtins.bytes()`); only usable by `REDUCE`.
+    BytesMaker(BytesMaker),
+}
+
+/// The whitelisted callables (carbon's SafeUnpickler whitelists a few globals too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BytesMaker {
+    CodecsEncode,
+    Bytes,
 }
 
 /// A decoded pickle: the arena plus its root value. Borrow values with [`Pickle::root`].
@@ -289,6 +301,8 @@ impl<'a> Pickle<'a> {
                 pickle: self,
                 ids: &self.dicts[i as usize],
             }),
+            // A callable left unapplied: not data.
+            Node::BytesMaker(_) => Value::None,
         }
     }
 
@@ -825,8 +839,84 @@ impl<'a> Machine<'a> {
                     let i = self.u32le()?;
                     self.memo_get(i.into())?
                 }
+                // GLOBAL / STACK_GLOBAL: only the callables that rebuild bytes.
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    self.global("GLOBAL", module, name)?
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    let (Some(m), Some(n)) = (self.text_of(module), self.text_of(name)) else {
+                        return Err(refused(op));
+                    };
+                    let (m, n) = (m.to_vec(), n.to_vec());
+                    self.global("STACK_GLOBAL", &m, &n)?
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    self.reduce(callable, args)?
+                }
                 other => return Err(refused(other)),
             }
+        }
+    }
+}
+
+impl Machine<'_> {
+    fn text_of(&self, id: Id) -> Option<&[u8]> {
+        match self.p.nodes[id as usize] {
+            Node::Str {
+                scratch,
+                start,
+                len,
+            } => Some(self.p.bytes_at(scratch, start, len)),
+            _ => None,
+        }
+    }
+
+    fn global(&mut self, op: &str, module: &[u8], name: &[u8]) -> Result<()> {
+        let maker = match (module, name) {
+            (b"_codecs", b"encode") => BytesMaker::CodecsEncode,
+            (b"__builtin__" | b"builtins", b"bytes") => BytesMaker::Bytes,
+            _ => {
+                return Err(bad(format!(
+                    "pickle opcode {op} refused for {}.{}: only plain data (numbers, strings, lists, tuples, dicts) is accepted",
+                    String::from_utf8_lossy(module),
+                    String::from_utf8_lossy(name)
+                )));
+            }
+        };
+        self.push(Node::BytesMaker(maker))
+    }
+
+    /// `REDUCE` of a whitelisted bytes maker; anything else is refused.
+    fn reduce(&mut self, callable: Id, args: Id) -> Result<()> {
+        let Node::BytesMaker(maker) = self.p.nodes[callable as usize] else {
+            return Err(refused(b'R'));
+        };
+        let Node::Tuple { start, len } = self.p.nodes[args as usize] else {
+            return Err(bad("REDUCE arguments are not a tuple"));
+        };
+        let items: Vec<Id> = self.p.tuple_items[start as usize..(start + len) as usize].to_vec();
+        match (maker, items.as_slice()) {
+            (BytesMaker::Bytes, []) => self.push_scratch(&[], false),
+            (BytesMaker::CodecsEncode, [text, encoding]) => {
+                let enc = self.text_of(*encoding).unwrap_or_default();
+                if !matches!(enc, b"latin1" | b"latin-1" | b"iso-8859-1") {
+                    return Err(bad("_codecs.encode is only accepted with latin1"));
+                }
+                let text = self
+                    .text_of(*text)
+                    .ok_or_else(|| bad("_codecs.encode of something that is not a str"))?;
+                let text = std::str::from_utf8(text).unwrap_or_default();
+                let latin1: Option<Vec<u8>> = text.chars().map(|c| u8::try_from(c).ok()).collect();
+                let latin1 = latin1.ok_or_else(|| bad("_codecs.encode: text is not latin1"))?;
+                self.push_scratch(&latin1, false)
+            }
+            _ => Err(bad("REDUCE with unexpected arguments")),
         }
     }
 }
@@ -1230,6 +1320,10 @@ mod tests {
         b"\x80\x02]q\x00X\x03\x00\x00\x00a.bq\x01J\x00\xf1SeG?\xf8\x00\x00\x00\x00\x00\x00\x86q\x02\x86q\x03a.";
     const PY3_P5: &[u8] = b"\x80\x05\x95\x1c\x00\x00\x00\x00\x00\x00\x00]\x94\x8c\x03a.b\x94J\x00\xf1SeG?\xf8\x00\x00\x00\x00\x00\x00\x86\x94\x86\x94a.";
     const PY2_P0: &[u8] = b"(lp0\n(S'a.b'\np1\n(I1700000000\nL2L\ntp2\ntp3\na.";
+    // CPython 3.11 `pickle.dumps([(b"a.b", (1700000000, 1.5))], protocol=2)` and `=0`: bytes
+    // go through `_codecs.encode(text, "latin1")`.
+    const PY3_BYTES_P2: &[u8] = b"\x80\x02]q\x00c_codecs\nencode\nq\x01X\x03\x00\x00\x00a.bq\x02X\x06\x00\x00\x00latin1q\x03\x86q\x04Rq\x05J\x00\xf1SeG?\xf8\x00\x00\x00\x00\x00\x00\x86q\x06\x86q\x07a.";
+    const PY3_BYTES_P0: &[u8] = b"(lp0\n(c_codecs\nencode\np1\n(Va.b\np2\nVlatin1\np3\ntp4\nRp5\n(I1700000000\nF1.5\ntp6\ntp7\na.";
     const PY2_P2: &[u8] = b"\x80\x02]q\x00U\x03a.bq\x01J\x00\xf1Se\x8a\x01\x02\x86q\x02\x86q\x03a.";
 
     #[test]
@@ -1240,6 +1334,8 @@ mod tests {
             ("py3 p5", PY3_P5, 1.5),
             ("py2 p0", PY2_P0, 2.0),
             ("py2 p2", PY2_P2, 2.0),
+            ("py3 bytes p2", PY3_BYTES_P2, 1.5),
+            ("py3 bytes p0", PY3_BYTES_P0, 1.5),
         ] {
             let (got, errors) = points(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(got, vec![("a.b".to_string(), NOW, value)], "{name}");

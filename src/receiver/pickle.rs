@@ -91,6 +91,8 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     let mut buf: Vec<u8> = Vec::new();
     // When the connection last completed a frame (or opened).
     let mut last_frame = Instant::now();
+    // Reads start small so that idle connections cost 4 KiB, and grow to `chunk` under load.
+    let mut read_size = 4096.min(chunk);
     loop {
         // Decode every complete frame in the buffer.
         let mut off = 0;
@@ -114,7 +116,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         // Grow with what actually arrives (at most doubling per read): a header announcing
         // 64 MiB costs nothing until the bytes come.
         let start = buf.len();
-        let want = chunk.max(pending.min(start));
+        let want = read_size.max(pending.min(start));
         buf.resize(start + want, 0);
         match stream.read(&mut buf[start..]) {
             Ok(0) => {
@@ -125,7 +127,18 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
                 }
                 return;
             }
-            Ok(n) => buf.truncate(start + n),
+            Ok(n) => {
+                buf.truncate(start + n);
+                if n == want {
+                    read_size = (read_size * 2).min(chunk);
+                }
+                // A sender dribbling a frame never lets the read time out: check here too.
+                let limit = cfg.read_timeout;
+                if !limit.is_zero() && last_frame.elapsed() > limit && !frame_done(&buf) {
+                    fail(shared);
+                    return;
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -157,6 +170,11 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             buf.shrink_to(chunk);
         }
     }
+}
+
+/// Whether `buf` starts with a whole frame (which is decoded before the deadline applies).
+fn frame_done(buf: &[u8]) -> bool {
+    buf.len() >= 4 && buf.len() - 4 >= u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
 }
 
 /// Adds the points of one frame; a full cache makes this wait (back-pressure).
