@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) listen_addrs: Mutex<Vec<std::net::SocketAddr>>,
     /// Set first on close: listeners stop accepting and connections finish.
     pub(crate) receivers_stopping: AtomicBool,
+    /// Accept threads still running (close waits for them to drain their backlogs).
+    pub(crate) accepting: std::sync::atomic::AtomicUsize,
     /// Where `[udp]` and `[pickle]` are bound.
     pub(crate) receiver_addrs: Mutex<crate::receiver::Bound>,
 }
@@ -149,6 +151,7 @@ impl Carbon {
             last_write_error: Mutex::new(None),
             listen_addrs: Mutex::new(Vec::new()),
             receivers_stopping: AtomicBool::new(false),
+            accepting: std::sync::atomic::AtomicUsize::new(0),
             receiver_addrs: Mutex::new(Default::default()),
             config,
         });
@@ -384,12 +387,17 @@ impl Shared {
                 return Err(e);
             }
         };
+        self.add_canonical_waiting(&name, p)
+    }
+
+    /// `add_point_waiting` for a name that already went through `canonical_name`.
+    fn add_canonical_waiting(&self, name: &str, p: Point) -> Result<()> {
         if matches!(self.config.cache.overflow, crate::cache::Overflow::Drop) {
             // The operator chose go-carbon's behaviour: drop and count.
-            return self.add_point(metric, p);
+            return self.add_canonical(name, p);
         }
         loop {
-            match self.cache.add_waiting(&name, p, Duration::from_millis(100)) {
+            match self.cache.add_waiting(name, p, Duration::from_millis(100)) {
                 Ok(_) => {
                     self.stats.metrics_received.fetch_add(1, Relaxed);
                     return Ok(());
@@ -401,6 +409,16 @@ impl Shared {
     }
 
     pub(crate) fn add_lines(&self, buf: &[u8], now: i64) -> AddLinesOutcome {
+        self.add_lines_with(buf, now, false)
+    }
+
+    /// `add_lines` for stream receivers: points a full cache has no room for wait for it
+    /// (`add_point_waiting`) instead of being refused, so the socket stops being read.
+    pub(crate) fn add_lines_waiting(&self, buf: &[u8], now: i64) -> AddLinesOutcome {
+        self.add_lines_with(buf, now, true)
+    }
+
+    fn add_lines_with(&self, buf: &[u8], now: i64, wait: bool) -> AddLinesOutcome {
         let mut out = AddLinesOutcome::default();
         // Lines are ~40 bytes: don't reserve a whole chunk for a short buffer.
         let mut batch = AddBatch::with_capacity(ADD_CHUNK.min(buf.len() / 32 + 1));
@@ -410,7 +428,7 @@ impl Shared {
                 Ok(l) => l,
                 Err(e) => {
                     // Flush first, so outcomes (and `first_error`) follow line order.
-                    self.add_batch(&mut batch, &mut out);
+                    self.add_batch(&mut batch, &mut out, wait);
                     parse_errors += 1;
                     out.record(Err(e));
                     continue;
@@ -420,29 +438,33 @@ impl Shared {
                 Ok(Cow::Borrowed(name)) => {
                     batch.push(name, p);
                     if batch.len() >= ADD_CHUNK {
-                        self.add_batch(&mut batch, &mut out);
+                        self.add_batch(&mut batch, &mut out, wait);
                     }
                 }
                 Ok(Cow::Owned(name)) => {
                     // Earlier points of the same metric may be in the batch: keep their order.
-                    self.add_batch(&mut batch, &mut out);
-                    out.record(self.add_canonical(&name, p));
+                    self.add_batch(&mut batch, &mut out, wait);
+                    out.record(if wait {
+                        self.add_canonical_waiting(&name, p)
+                    } else {
+                        self.add_canonical(&name, p)
+                    });
                 }
                 Err(e) => {
-                    self.add_batch(&mut batch, &mut out);
+                    self.add_batch(&mut batch, &mut out, wait);
                     self.stats.name_errors.fetch_add(1, Relaxed);
                     out.record(Err(e));
                 }
             }
         }
-        self.add_batch(&mut batch, &mut out);
+        self.add_batch(&mut batch, &mut out, wait);
         self.stats.parse_errors.fetch_add(parse_errors, Relaxed);
         out
     }
 
     /// Adds and empties `batch`; points beyond the cache's free room go through `add` one by
     /// one, which applies the overflow policy exactly as `add_point` would.
-    fn add_batch(&self, batch: &mut AddBatch<'_>, out: &mut AddLinesOutcome) {
+    fn add_batch(&self, batch: &mut AddBatch<'_>, out: &mut AddLinesOutcome, wait: bool) {
         if batch.is_empty() {
             return;
         }
@@ -450,7 +472,11 @@ impl Shared {
         self.stats.metrics_received.fetch_add(added as u64, Relaxed);
         out.accepted += added as u64;
         for (name, p) in batch.rest(added) {
-            out.record(self.add_canonical(name, p));
+            out.record(if wait {
+                self.add_canonical_waiting(name, p)
+            } else {
+                self.add_canonical(name, p)
+            });
         }
         batch.clear();
     }

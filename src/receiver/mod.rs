@@ -86,6 +86,10 @@ pub(crate) fn stop_listeners(shared: &Shared) {
         let _ = TcpStream::connect_timeout(&a, Duration::from_secs(1));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
+    // First the accept threads finish taking their backlogs, then the connections drain.
+    while shared.accepting.load(Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     while (shared.stats.tcp_active.load(Relaxed) > 0
         || shared.stats.pickle_active.load(Relaxed) > 0)
         && Instant::now() < deadline

@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use crate::engine::Shared;
 use crate::error::{Error, Result};
-use crate::parse::plain;
 use crate::points::unix_now;
 
 use super::POLL;
@@ -41,32 +40,54 @@ impl TcpReceiver {
             .map_err(|e| Error::io("tcp listener", e))?;
         shared.listen_addrs.lock().push(local);
         let s = shared.clone();
+        shared.accepting.fetch_add(1, Relaxed);
         let h = std::thread::Builder::new()
             .name("carbonlite-tcp-accept".into())
             .spawn(move || accept_loop(listener, s))
-            .map_err(|e| Error::io("carbonlite-tcp-accept", e))?;
+            .map_err(|e| {
+                shared.accepting.fetch_sub(1, Relaxed);
+                Error::io("carbonlite-tcp-accept", e)
+            })?;
         Ok(vec![h])
     }
 }
 
+/// Serves connections until close; `shared.accepting` was raised by `start` and is lowered
+/// here once the backlog is drained.
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => spawn_conn(stream, &shared),
+            // EMFILE and friends: back off instead of spinning on a full fd table.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
         if shared.receivers_stopping.load(Relaxed) {
+            // Connections the kernel already accepted are clients' data too: serve every one
+            // still in the backlog before stopping (the wake-up connection is among them).
+            if listener.set_nonblocking(true).is_ok() {
+                while let Ok((stream, _)) = listener.accept() {
+                    let _ = stream.set_nonblocking(false);
+                    spawn_conn(stream, &shared);
+                }
+            }
             break;
         }
-        let Ok(stream) = conn else { continue };
-        shared.stats.tcp_active.fetch_add(1, Relaxed);
-        let s = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("carbonlite-tcp-conn".into())
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                serve(stream, &s);
-                s.stats.tcp_active.fetch_sub(1, Relaxed);
-            });
-        if spawned.is_err() {
-            shared.stats.tcp_active.fetch_sub(1, Relaxed);
-        }
+    }
+    shared.accepting.fetch_sub(1, Relaxed);
+}
+
+fn spawn_conn(stream: TcpStream, shared: &Arc<Shared>) {
+    shared.stats.tcp_active.fetch_add(1, Relaxed);
+    let s = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("carbonlite-tcp-conn".into())
+        .stack_size(super::CONN_STACK)
+        .spawn(move || {
+            serve(stream, &s);
+            s.stats.tcp_active.fetch_sub(1, Relaxed);
+        });
+    if spawned.is_err() {
+        shared.stats.tcp_active.fetch_sub(1, Relaxed);
     }
 }
 
@@ -136,24 +157,13 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     }
 }
 
-/// Adds complete lines; a full cache makes this wait for room (or the node closing), so
-/// back-pressure reaches the socket instead of losing data.
+/// Adds complete lines through the batched core path; a full cache makes this wait for room
+/// (or the node closing), so back-pressure reaches the socket instead of losing data.
 fn ingest(shared: &Shared, lines: &[u8]) {
-    let now = unix_now();
-    let (mut received, mut errors) = (0u64, 0u64);
-    let (_, bad) = plain::for_each_line(
-        lines,
-        now,
-        |name, p| match shared.add_point_waiting(name, p) {
-            Ok(()) => received += 1,
-            Err(_) => errors += 1,
-        },
-        |_| {},
-    );
+    let out = shared.add_lines_waiting(lines, unix_now());
     shared
         .stats
         .tcp_metrics_received
-        .fetch_add(received, Relaxed);
-    shared.stats.tcp_errors.fetch_add(errors + bad, Relaxed);
-    shared.stats.parse_errors.fetch_add(bad, Relaxed);
+        .fetch_add(out.accepted, Relaxed);
+    shared.stats.tcp_errors.fetch_add(out.rejected, Relaxed);
 }
