@@ -518,7 +518,7 @@ impl Journal {
     }
 
     /// The position after the last record written (what the next `release` can reach).
-    pub fn tail(&self) -> Lsn {
+    pub fn written_upto(&self) -> Lsn {
         self.inner.state.lock().written_lsn
     }
 
