@@ -707,7 +707,9 @@ proptest! {
     #[test]
     fn whisper_header_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512), extra in 0u64..1 << 20) {
         let p = Path::new("fuzz.wsp");
-        let _ = carbonlite::whisper::Header::decode(&bytes, bytes.len() as u64, p);
+        if let Ok(h) = carbonlite::whisper::Header::decode(&bytes, bytes.len() as u64, p) {
+            prop_assert!(h.file_size() <= bytes.len() as u64);
+        }
         let _ = carbonlite::whisper::Header::decode(&bytes, bytes.len() as u64 + extra, p);
     }
 }
