@@ -25,6 +25,22 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH as u64));
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(5));
+    // The CPU part alone (encode + CRC into a reused buffer): the floor of any policy.
+    let mut buf = Vec::with_capacity(64 << 10);
+    let mut ts = 1_700_000_000i64;
+    g.bench_function("encode_only", |b| {
+        b.iter(|| {
+            ts += 10;
+            let batch: Vec<(&str, Point)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), Point::new(ts, i as f64)))
+                .collect();
+            buf.clear();
+            carbonlite::journal::record::encode(&batch, &mut buf).unwrap();
+            criterion::black_box(&buf);
+        })
+    });
     for (label, fsync) in [
         ("never", FsyncPolicy::Never),
         ("interval_1s", FsyncPolicy::Interval),

@@ -76,7 +76,8 @@ impl FsyncPolicy {
 }
 
 /// Called after every successful fsync with the position now durable; lets tests check the
-/// policy without timing, and lets the engine count syncs.
+/// policy without timing, and lets the engine count syncs. Runs on the syncing thread, possibly
+/// under the journal's I/O lock: keep it short and never call back into the journal.
 pub type SyncHook = Arc<dyn Fn(Lsn) + Send + Sync>;
 
 /// How the journal behaves; [`Default`] is `interval` every second, 64 MiB segments, no cap.
