@@ -35,6 +35,37 @@ pub struct Config {
     pub udp: UdpConfig,
     /// `[pickle]`: carbon's pickle protocol listener.
     pub pickle: PickleConfig,
+    /// `[journal]` (carbonlite's section): the write-ahead journal in the data dir.
+    pub journal: JournalConfig,
+}
+
+/// `[journal]`: how points accepted by `carbon_add*` are made durable before they reach
+/// whisper files (see `crate::journal` for the contract of each fsync policy).
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Whether points are journaled at all.
+    pub enabled: bool,
+    /// `always`, `interval` or `never`.
+    pub fsync: crate::journal::FsyncPolicy,
+    /// Period of the background fsync under `interval`.
+    pub fsync_interval: Duration,
+    /// Bytes the journal may take; beyond it appends fail as a full cache does. 0 = unlimited.
+    pub max_size: u64,
+    /// Size at which a segment file is sealed and a new one started.
+    pub segment_size: u64,
+}
+
+impl JournalConfig {
+    /// The options `Journal::open` takes for this section.
+    pub fn options(&self) -> crate::journal::JournalOptions {
+        crate::journal::JournalOptions {
+            fsync: self.fsync,
+            fsync_interval: self.fsync_interval,
+            segment_size: self.segment_size,
+            max_size: self.max_size,
+            on_sync: None,
+        }
+    }
 }
 
 /// `[common]`.
@@ -228,6 +259,13 @@ impl Config {
                 max_message_size: 64 << 20,
                 read_timeout: Duration::from_secs(120),
             },
+            journal: JournalConfig {
+                enabled: false,
+                fsync: crate::journal::FsyncPolicy::Interval,
+                fsync_interval: Duration::from_secs(1),
+                max_size: 0,
+                segment_size: 64 << 20,
+            },
         }
     }
 
@@ -278,6 +316,7 @@ impl Config {
                 }
                 "udp" => self.apply_udp(&mut cx, t)?,
                 "pickle" => self.apply_pickle(&mut cx, t)?,
+                "journal" => self.apply_journal(&mut cx, t)?,
                 "carbonlink" => self.apply_carbonlink(&mut cx, t)?,
                 "carbonserver" => self.apply_carbonserver(&mut cx, t)?,
                 _ => {
@@ -522,6 +561,37 @@ impl Config {
     }
 }
 
+impl Config {
+    fn apply_journal(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.journal;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("journal", k, v)?,
+                "fsync" => {
+                    let s = cx.string("journal", k, v)?;
+                    c.fsync = crate::journal::FsyncPolicy::from_name(&s).ok_or_else(|| {
+                        cx.err(
+                            "journal",
+                            k,
+                            format!("{s:?}: expected \"always\", \"interval\" or \"never\""),
+                        )
+                    })?;
+                }
+                "fsync-interval" => {
+                    c.fsync_interval = cx.duration("journal", k, v)?;
+                    if c.fsync_interval.is_zero() {
+                        return Err(cx.err("journal", k, "must be positive".into()));
+                    }
+                }
+                "max-size" => c.max_size = cx.size("journal", k, v, 0)?,
+                "segment-size" => c.segment_size = cx.size("journal", k, v, 4096)?,
+                _ => return Err(cx.err("journal", k, "unknown key in [journal]".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// go-carbon sections carbonlite does not implement yet, with their keys (empty = free-form).
 fn go_carbon_keys(section: &str) -> Option<&'static [&'static str]> {
     let keys: &[&str] = match section {
@@ -582,6 +652,26 @@ impl Cx<'_> {
             None => Err(self.err(s, k, format!("expected an integer, got {v}"))),
         }
     }
+    /// A byte count: an integer, or a string with a unit (`"512MiB"`, `"1GB"`, `"64k"`;
+    /// binary and decimal units as written). At least `min` unless 0.
+    fn size(&self, s: &str, k: &str, v: &toml::Value, min: u64) -> Result<u64> {
+        let n = match v {
+            toml::Value::Integer(i) => u64::try_from(*i).ok(),
+            toml::Value::String(text) => parse_size(text),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            self.err(
+                s,
+                k,
+                format!("{v} is not a size like 1073741824 or \"1GiB\""),
+            )
+        })?;
+        if n != 0 && n < min {
+            return Err(self.err(s, k, format!("{n} is below the minimum of {min} bytes")));
+        }
+        Ok(n)
+    }
     fn duration(&self, s: &str, k: &str, v: &toml::Value) -> Result<Duration> {
         let text = self.string(s, k, v)?;
         parse_go_duration(&text).ok_or_else(|| {
@@ -635,6 +725,29 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         total += n * unit;
     }
     Duration::try_from_secs_f64(total).ok()
+}
+
+/// Parses a byte size with an optional unit: `k`/`m`/`g`/`t` (+`b`) are powers of 1000,
+/// `ki`/`mi`/`gi`/`ti` (+`b`) powers of 1024, case-insensitive.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().ok()?;
+    let unit = t[digits..].trim().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let mult: u64 = match unit {
+        "" => 1,
+        "k" => 1_000,
+        "m" => 1_000_000,
+        "g" => 1_000_000_000,
+        "t" => 1_000_000_000_000,
+        "ki" => 1 << 10,
+        "mi" => 1 << 20,
+        "gi" => 1 << 30,
+        "ti" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -811,5 +924,47 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("max-globs"), "{e}");
         assert!(!Config::embedded("d").carbonlink.enabled);
+    }
+
+    #[test]
+    fn journal_section() {
+        let d = Config::embedded("d");
+        assert!(!d.journal.enabled);
+        assert_eq!(d.journal.fsync, crate::journal::FsyncPolicy::Interval);
+        assert_eq!(d.journal.fsync_interval, Duration::from_secs(1));
+        let c = Config::embedded("d")
+            .apply_toml(
+                "[journal]\nenabled = true\nfsync = \"always\"\nfsync-interval = \"250ms\"\nmax-size = \"1GiB\"\nsegment-size = 1048576\n",
+                "o",
+            )
+            .unwrap();
+        let j = &c.journal;
+        assert!(j.enabled);
+        assert_eq!(j.fsync, crate::journal::FsyncPolicy::Always);
+        assert_eq!(j.fsync_interval, Duration::from_millis(250));
+        assert_eq!((j.max_size, j.segment_size), (1 << 30, 1 << 20));
+        let o = j.options();
+        assert_eq!((o.max_size, o.segment_size), (1 << 30, 1 << 20));
+        for (bad, key) in [
+            ("fsync = \"sometimes\"", "fsync"),
+            ("fsync-interval = \"0\"", "fsync-interval"),
+            ("max-size = \"12 parsecs\"", "max-size"),
+            ("max-size = -1", "max-size"),
+            ("segment-size = 100", "segment-size"),
+            ("fsynk = \"never\"", "fsynk"),
+        ] {
+            let e = Config::embedded("d")
+                .apply_toml(&format!("[journal]\n{bad}\n"), "o")
+                .unwrap_err();
+            assert!(
+                e.to_string().contains(key) && e.to_string().contains("o:2"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(parse_size("64k"), Some(64_000));
+        assert_eq!(parse_size("64KiB"), Some(65_536));
+        assert_eq!(parse_size("3 MB"), Some(3_000_000));
+        assert_eq!(parse_size("99999999999TiB"), None);
+        assert_eq!(parse_size("MiB"), None);
     }
 }

@@ -16,6 +16,7 @@ pub mod error;
 #[allow(unsafe_code)] // the C boundary is the one place raw pointers are handled
 pub mod ffi;
 pub mod find;
+pub mod journal;
 pub mod names;
 pub mod parse;
 pub mod persister;
