@@ -156,9 +156,12 @@ impl Persister {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 }
+                // Full creation reserves the blocks with fallocate (carbon's
+                // WHISPER_FALLOCATE_CREATE, Debian's default) instead of writing zeros.
+                let sparse = self.shared.config.whisper.sparse_create;
                 let opts = CreateOptions {
-                    sparse: self.shared.config.whisper.sparse_create,
-                    fallocate: false,
+                    sparse,
+                    fallocate: !sparse,
                 };
                 match WhisperFile::create(
                     &path,
