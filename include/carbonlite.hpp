@@ -152,6 +152,25 @@ public:
     void flush() { check(carbon_flush(handle()), "flush"); }
 
     /// whisper.fetch(from, until) with the cache laid over the file; until 0 = now.
+    /// Graphite glob (`*`, `?`, `[a-z]`, `{a,b}`) over the metric tree and the cache, sorted by
+    /// path: (path, is_leaf) pairs, as carbonserver's /metrics/find/.
+    std::vector<std::pair<std::string, bool>> find(const std::string &pattern) {
+        carbon_find_list list{};
+        std::int64_t n = carbon_find(handle(), cstr(pattern, "pattern"), &list);
+        if (n < 0) throw_error(static_cast<int>(n), "find " + pattern);
+        std::vector<std::pair<std::string, bool>> out;
+        try {
+            out.reserve(list.len);
+            for (std::size_t i = 0; i < list.len; i++)
+                out.emplace_back(list.matches[i].path, list.matches[i].is_leaf);
+        } catch (...) {
+            carbon_find_list_free(&list);
+            throw;
+        }
+        carbon_find_list_free(&list);
+        return out;
+    }
+
     Series fetch(const std::string &metric, std::int64_t from, std::int64_t until = 0) {
         whisper_series s{};
         int rc = whisper_fetch(handle(), cstr(metric, "metric"), from, until, &s);

@@ -130,6 +130,28 @@ impl Carbon {
     /// Creates the data dir if needed, reads the storage rules and starts the persister
     /// workers, the self-metrics timer and, when `[tcp] enabled`, the listener.
     pub fn open(config: Config) -> Result<Carbon> {
+        if config.cluster.is_some() {
+            // The ring, senders and `carbonlite-ring` exist (crate::cluster), but add/fetch do
+            // not route through them yet: refuse rather than silently store everything here.
+            return Err(Error::Config {
+                file: "<config>".into(),
+                line: 0,
+                message: "[cluster]: routing points through a node is not available yet; \
+                          use `carbonlite-ring` to compute placement"
+                    .into(),
+            });
+        }
+        if config.journal.enabled {
+            // crate::journal exists and is tested, but add/open do not use it yet: refuse
+            // rather than promise durability that is not there.
+            return Err(Error::Config {
+                file: "<config>".into(),
+                line: 0,
+                message: "[journal] enabled = true: the write-ahead journal is not wired into \
+                          the node yet"
+                    .into(),
+            });
+        }
         let data_dir = config.whisper.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
         let rules = StorageRules::load(

@@ -323,6 +323,43 @@ type Stats struct {
 	Workers            uint64
 }
 
+// FindMatch is one node a Graphite glob matched: a leaf is a metric, else a branch.
+type FindMatch struct {
+	Path   string
+	IsLeaf bool
+}
+
+// Find expands a Graphite glob (`*`, `?`, `[a-z]`, `{a,b}`) over the metric tree on disk and
+// the metrics only in the cache, as carbonserver's /metrics/find/ does; sorted by path.
+func (c *Carbon) Find(pattern string) ([]FindMatch, error) {
+	op := "find " + pattern
+	cpat, err := cString(op, "pattern", pattern)
+	if err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(cpat))
+	// The list lives in C memory; C keeps no Go pointer.
+	list := (*C.carbon_find_list)(C.calloc(1, C.size_t(unsafe.Sizeof(C.carbon_find_list{}))))
+	defer C.free(unsafe.Pointer(list))
+	err = c.call(op, func(p *C.carbon) C.int {
+		if n := C.carbon_find(p, cpat, list); n < 0 {
+			return C.int(n)
+		}
+		return 0
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer C.carbon_find_list_free(list)
+	out := make([]FindMatch, 0, int(list.len))
+	if list.len > 0 {
+		for _, m := range unsafe.Slice(list.matches, int(list.len)) {
+			out = append(out, FindMatch{Path: C.GoString(m.path), IsLeaf: bool(m.is_leaf)})
+		}
+	}
+	return out, nil
+}
+
 // Stats copies the counters.
 func (c *Carbon) Stats() (Stats, error) {
 	var s C.carbon_counters

@@ -346,3 +346,33 @@ func BenchmarkFetch(b *testing.B) {
 		}
 	}
 }
+
+func TestFind(t *testing.T) {
+	c, _ := open(t, "")
+	now := time.Now().Unix()
+	if _, err := c.AddString(fmt.Sprintf("web.a.cpu 1 %d\nweb.b.cpu 2 %d\ndb.a.cpu 3 %d\n", now, now, now)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Only in the cache (no file yet) still counts.
+	if err := c.Add("web.c.cpu", 4, now); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Find("web.*.cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []FindMatch{{"web.a.cpu", true}, {"web.b.cpu", true}, {"web.c.cpu", true}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Find = %v, want %v", got, want)
+	}
+	got, err = c.Find("{web,db}")
+	if err != nil || fmt.Sprint(got) != fmt.Sprint([]FindMatch{{"db", false}, {"web", false}}) {
+		t.Fatalf("Find branches = %v, %v", got, err)
+	}
+	if _, err := c.Find("a/../b"); err == nil {
+		t.Fatal("a path trick must be refused")
+	}
+}

@@ -83,6 +83,12 @@ int main(int argc, char **argv) {
         auto stats = c.stats();
         CHECK(stats.metrics_received == 1 + 10 + 1 + 400 && stats.parse_errors == 1);
 
+        // find: globs over files and cache, branches and leaves, sorted.
+        auto found = c.find("cpp.thr.*");
+        CHECK(found.size() == 4 && found[0].first == "cpp.thr.t0" && found[0].second);
+        auto branches = c.find("cpp.{thr,tu2}");
+        CHECK(branches.size() == 2 && branches[0].first == "cpp.thr" && !branches[0].second);
+
         // Errors become exceptions of the code's class, carrying the library's text.
         CHECK(throws<carbonlite::NotFound>([&] { c.fetch("no.such.metric", now - 60); }, CARBON_ENOTFOUND));
         CHECK(throws<carbonlite::InvalidArgument>([&] { c.add("x.nan", NAN); }, CARBON_EINVAL));
