@@ -66,6 +66,12 @@ fn sigterm_flushes_and_exits_cleanly() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut s = loop {
         match TcpStream::connect(("127.0.0.1", port)) {
+            // Connecting in a loop to a port nobody listens on yet can make Linux connect the
+            // socket to itself (TCP simultaneous open) when it picks that port as the source:
+            // the lines would then go nowhere. Such a socket is dropped and we try again.
+            Ok(s) if s.local_addr().ok() == s.peer_addr().ok() => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             Ok(s) => break s,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
