@@ -14,14 +14,16 @@ mod pickle;
 mod tcp;
 mod udp;
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::engine::Shared;
 use crate::error::{Error, Result};
+use crate::stats::Stats;
 
 pub use pickle::PickleReceiver;
 pub use tcp::TcpReceiver;
@@ -96,4 +98,50 @@ pub(crate) fn stop_listeners(shared: &Shared) {
     {
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A stream listener's accept loop, shared by `[tcp]` and `[pickle]`: each connection gets a
+/// thread (`thread_name`, small stack) running `serve`, counted in `active`. The caller raised
+/// `shared.accepting` before spawning this loop; it is lowered once, on close, every connection
+/// the kernel had already accepted has been taken (they are clients' data too; the wake-up
+/// connection of `stop_listeners` is among them).
+pub(crate) fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    thread_name: &'static str,
+    active: fn(&Stats) -> &AtomicU64,
+    serve: fn(TcpStream, &Shared),
+) {
+    let spawn_conn = |stream: TcpStream| {
+        active(&shared.stats).fetch_add(1, Relaxed);
+        let s = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(thread_name.into())
+            .stack_size(CONN_STACK)
+            .spawn(move || {
+                serve(stream, &s);
+                active(&s.stats).fetch_sub(1, Relaxed);
+            });
+        if spawned.is_err() {
+            // The stream was moved into the failed spawn and is closed: the sender sees a reset.
+            active(&shared.stats).fetch_sub(1, Relaxed);
+        }
+    };
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => spawn_conn(stream),
+            // EMFILE and friends: back off instead of spinning on a full fd table.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+        if shared.receivers_stopping.load(Relaxed) {
+            if listener.set_nonblocking(true).is_ok() {
+                while let Ok((stream, _)) = listener.accept() {
+                    let _ = stream.set_nonblocking(false);
+                    spawn_conn(stream);
+                }
+            }
+            break;
+        }
+    }
+    shared.accepting.fetch_sub(1, Relaxed);
 }

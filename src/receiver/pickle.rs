@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::parse::pickle::{self, Limits};
 use crate::points::unix_now;
 
-use super::{CONN_STACK, POLL};
+use super::POLL;
 
 /// Starts the `[pickle]` listener.
 #[derive(Debug)]
@@ -43,50 +43,20 @@ impl PickleReceiver {
         let s = shared.clone();
         let h = std::thread::Builder::new()
             .name("carbonlite-pickle-accept".into())
-            .spawn(move || accept_loop(listener, s))
+            .spawn(move || {
+                super::accept_loop(
+                    listener,
+                    s,
+                    "carbonlite-pickle-conn",
+                    |st| &st.pickle_active,
+                    serve,
+                )
+            })
             .map_err(|e| {
                 shared.accepting.fetch_sub(1, Relaxed);
                 Error::io("carbonlite-pickle-accept", e)
             })?;
         Ok(vec![h])
-    }
-}
-
-/// Serves connections until close; `shared.accepting` was raised by `start` and is lowered
-/// here once the backlog is drained (frames already sent are clients' data too).
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => spawn_conn(stream, &shared),
-            // EMFILE and friends: back off instead of spinning on a full fd table.
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-        }
-        if shared.receivers_stopping.load(Relaxed) {
-            if listener.set_nonblocking(true).is_ok() {
-                while let Ok((stream, _)) = listener.accept() {
-                    let _ = stream.set_nonblocking(false);
-                    spawn_conn(stream, &shared);
-                }
-            }
-            break;
-        }
-    }
-    shared.accepting.fetch_sub(1, Relaxed);
-}
-
-fn spawn_conn(stream: std::net::TcpStream, shared: &Arc<Shared>) {
-    shared.stats.pickle_active.fetch_add(1, Relaxed);
-    let s = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("carbonlite-pickle-conn".into())
-        .stack_size(CONN_STACK)
-        .spawn(move || {
-            serve(stream, &s);
-            s.stats.pickle_active.fetch_sub(1, Relaxed);
-        });
-    if spawned.is_err() {
-        shared.stats.pickle_active.fetch_sub(1, Relaxed);
-        shared.stats.pickle_errors.fetch_add(1, Relaxed);
     }
 }
 

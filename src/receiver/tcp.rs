@@ -43,51 +43,20 @@ impl TcpReceiver {
         shared.accepting.fetch_add(1, Relaxed);
         let h = std::thread::Builder::new()
             .name("carbonlite-tcp-accept".into())
-            .spawn(move || accept_loop(listener, s))
+            .spawn(move || {
+                super::accept_loop(
+                    listener,
+                    s,
+                    "carbonlite-tcp-conn",
+                    |st| &st.tcp_active,
+                    serve,
+                )
+            })
             .map_err(|e| {
                 shared.accepting.fetch_sub(1, Relaxed);
                 Error::io("carbonlite-tcp-accept", e)
             })?;
         Ok(vec![h])
-    }
-}
-
-/// Serves connections until close; `shared.accepting` was raised by `start` and is lowered
-/// here once the backlog is drained.
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => spawn_conn(stream, &shared),
-            // EMFILE and friends: back off instead of spinning on a full fd table.
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-        }
-        if shared.receivers_stopping.load(Relaxed) {
-            // Connections the kernel already accepted are clients' data too: serve every one
-            // still in the backlog before stopping (the wake-up connection is among them).
-            if listener.set_nonblocking(true).is_ok() {
-                while let Ok((stream, _)) = listener.accept() {
-                    let _ = stream.set_nonblocking(false);
-                    spawn_conn(stream, &shared);
-                }
-            }
-            break;
-        }
-    }
-    shared.accepting.fetch_sub(1, Relaxed);
-}
-
-fn spawn_conn(stream: TcpStream, shared: &Arc<Shared>) {
-    shared.stats.tcp_active.fetch_add(1, Relaxed);
-    let s = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("carbonlite-tcp-conn".into())
-        .stack_size(super::CONN_STACK)
-        .spawn(move || {
-            serve(stream, &s);
-            s.stats.tcp_active.fetch_sub(1, Relaxed);
-        });
-    if spawned.is_err() {
-        shared.stats.tcp_active.fetch_sub(1, Relaxed);
     }
 }
 
