@@ -21,6 +21,7 @@ pub mod names;
 pub mod parse;
 pub mod persister;
 pub mod points;
+pub mod python;
 pub mod receiver;
 pub mod schema;
 pub mod stats;

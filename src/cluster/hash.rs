@@ -114,35 +114,6 @@ pub fn jump_bucket(mut key: u64, buckets: usize) -> usize {
     b.max(0) as usize
 }
 
-/// Python's `repr()` of a str, as carbon's tuple key `"('host', 'inst'):i"` embeds it.
-fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
 /// A ring over a fixed member list; `place` answers who owns a name.
 #[derive(Debug, Clone)]
 pub struct HashRing {
@@ -217,7 +188,7 @@ impl HashRing {
     fn build_carbon(&mut self) {
         let mut taken = HashSet::new();
         for (idx, m) in self.members.iter().enumerate() {
-            let inst = m.instance.as_deref().map(py_repr);
+            let inst = m.instance.as_deref().map(crate::python::str_repr);
             for i in 0..REPLICAS {
                 let mut pos = u32::from(match self.kind {
                     HashKind::Fnv1aCh => {
@@ -227,7 +198,7 @@ impl HashRing {
                     _ => {
                         let key = format!(
                             "({}, {}):{i}",
-                            py_repr(&m.host),
+                            crate::python::str_repr(&m.host),
                             inst.as_deref().unwrap_or("None")
                         );
                         md5_pos(key.as_bytes())
@@ -481,13 +452,6 @@ mod tests {
             assert_eq!(jump_bucket(k, 1), 0);
             assert!(jump_bucket(k, 7) < 7);
         }
-    }
-
-    #[test]
-    fn python_repr() {
-        assert_eq!(py_repr("10.0.0.1"), "'10.0.0.1'");
-        assert_eq!(py_repr("it's"), "\"it's\"");
-        assert_eq!(py_repr("a'\"b\\"), "'a\\'\"b\\\\'");
     }
 
     #[test]

@@ -139,36 +139,8 @@ pub fn list_repr(values: &[f64]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// Python's `repr(str)` for plain text: single quotes unless the text holds one and no
-/// double quote; backslashes and quotes escaped. Non-printable characters are escaped as
-/// `\xNN`/`\n` etc.
-pub fn str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
+/// Python's `repr(str)` (shared with the library's hash-ring keys).
+pub use carbonlite::python::str_repr;
 
 /// Python's `float(str)`: surrounding whitespace ignored, `inf`/`nan`/`infinity` in any case,
 /// `_` allowed between digits. None where Python raises ValueError.
