@@ -2,7 +2,7 @@
 //! thread accepts, each connection gets a small-stack thread, at most `max_conns` at once.
 //! Stopping wakes the accept call by connecting to it and waits for connections to finish.
 
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::thread::JoinHandle;
@@ -60,20 +60,7 @@ impl Listener {
         handler: ConnHandler,
         refuse: Refuser,
     ) -> Result<Listener> {
-        let spec = if listen.starts_with(':') {
-            format!("0.0.0.0{listen}")
-        } else {
-            listen.to_string()
-        };
-        let addrs: Vec<SocketAddr> = spec
-            .to_socket_addrs()
-            .map_err(|e| Error::invalid(format!("[{section}] listen = {listen:?}: {e}")))?
-            .collect();
-        let listener = TcpListener::bind(&addrs[..])
-            .map_err(|e| Error::io(format!("[{section}] listen {listen}"), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io(format!("[{section}] listener"), e))?;
+        let (listener, addr) = crate::receiver::bind_tcp(section, listen)?;
         let state = Arc::new(ListenerState::default());
         let s = state.clone();
         let accept = std::thread::Builder::new()

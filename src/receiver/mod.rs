@@ -62,6 +62,49 @@ fn resolve(section: &str, listen: &str) -> Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
+/// Binds a TCP `listen` value of `[section]`; returns the listener and its bound address.
+pub(crate) fn bind_tcp(section: &str, listen: &str) -> Result<(TcpListener, SocketAddr)> {
+    let addrs = resolve(section, listen)?;
+    let listener = TcpListener::bind(&addrs[..])
+        .map_err(|e| Error::io(format!("[{section}] listen {listen}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io(format!("[{section}] listener"), e))?;
+    Ok((listener, local))
+}
+
+/// Binds `[section] listen` and starts its accept thread ([`accept_loop`]), counting the
+/// thread in `shared.accepting` first so that close waits for its backlog. Returns the bound
+/// address (the caller records it for close and for `Carbon::*_addr`) and the thread.
+pub(crate) fn start_stream(
+    shared: &Arc<Shared>,
+    section: &'static str,
+    listen: &str,
+    active: fn(&Stats) -> &AtomicU64,
+    serve: fn(TcpStream, &Shared),
+) -> Result<(SocketAddr, JoinHandle<()>)> {
+    let (listener, local) = bind_tcp(section, listen)?;
+    shared.accepting.fetch_add(1, Relaxed);
+    let s = shared.clone();
+    let accept = format!("carbonlite-{section}-accept");
+    let h = std::thread::Builder::new()
+        .name(accept.clone())
+        .spawn(move || {
+            accept_loop(
+                listener,
+                s,
+                format!("carbonlite-{section}-conn"),
+                active,
+                serve,
+            )
+        })
+        .map_err(|e| {
+            shared.accepting.fetch_sub(1, Relaxed);
+            Error::io(accept, e)
+        })?;
+    Ok((local, h))
+}
+
 /// Starts `[udp]` and `[pickle]` when enabled; returns their long-lived threads.
 pub(crate) fn start_udp_and_pickle(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
@@ -101,14 +144,14 @@ pub(crate) fn stop_listeners(shared: &Shared) {
 }
 
 /// A stream listener's accept loop, shared by `[tcp]` and `[pickle]`: each connection gets a
-/// thread (`thread_name`, small stack) running `serve`, counted in `active`. The caller raised
-/// `shared.accepting` before spawning this loop; it is lowered once, on close, every connection
+/// thread (`thread_name`, small stack) running `serve`, counted in `active`. [`start_stream`]
+/// raised `shared.accepting` before spawning this loop; it is lowered once, on close, every connection
 /// the kernel had already accepted has been taken (they are clients' data too; the wake-up
 /// connection of `stop_listeners` is among them).
 pub(crate) fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    thread_name: &'static str,
+    thread_name: String,
     active: fn(&Stats) -> &AtomicU64,
     serve: fn(TcpStream, &Shared),
 ) {
@@ -116,7 +159,7 @@ pub(crate) fn accept_loop(
         active(&shared.stats).fetch_add(1, Relaxed);
         let s = shared.clone();
         let spawned = std::thread::Builder::new()
-            .name(thread_name.into())
+            .name(thread_name.clone())
             .stack_size(CONN_STACK)
             .spawn(move || {
                 serve(stream, &s);

@@ -10,14 +10,14 @@
 //! frame) is closed. Points wait for room in a full cache, so a full cache stops the reading.
 
 use std::io::{ErrorKind, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::engine::Shared;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::parse::pickle::{self, Limits};
 use crate::points::unix_now;
 
@@ -31,31 +31,14 @@ impl PickleReceiver {
     /// Binds `[pickle] listen` and starts the accept thread; the bound address is recorded
     /// for `Carbon::pickle_addr`.
     pub(crate) fn start(shared: Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
-        let listen = &shared.config.pickle.listen;
-        let addrs = super::resolve("pickle", listen)?;
-        let listener = TcpListener::bind(&addrs[..])
-            .map_err(|e| Error::io(format!("[pickle] listen {listen}"), e))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::io("pickle listener", e))?;
+        let (local, h) = super::start_stream(
+            &shared,
+            "pickle",
+            &shared.config.pickle.listen,
+            |st| &st.pickle_active,
+            serve,
+        )?;
         shared.receiver_addrs.lock().pickle = Some(local);
-        shared.accepting.fetch_add(1, Relaxed);
-        let s = shared.clone();
-        let h = std::thread::Builder::new()
-            .name("carbonlite-pickle-accept".into())
-            .spawn(move || {
-                super::accept_loop(
-                    listener,
-                    s,
-                    "carbonlite-pickle-conn",
-                    |st| &st.pickle_active,
-                    serve,
-                )
-            })
-            .map_err(|e| {
-                shared.accepting.fetch_sub(1, Relaxed);
-                Error::io("carbonlite-pickle-accept", e)
-            })?;
         Ok(vec![h])
     }
 }

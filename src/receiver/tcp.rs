@@ -6,14 +6,14 @@
 //! slows the sender down, and nothing accepted off the wire is dropped.
 
 use std::io::{ErrorKind, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::engine::Shared;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::points::unix_now;
 
 use super::POLL;
@@ -31,31 +31,14 @@ impl TcpReceiver {
     /// Binds `[tcp] listen` and starts the accept thread. go-carbon's `:2003` means every
     /// IPv4 address. The bound address is recorded for `Carbon::tcp_addr`.
     pub(crate) fn start(shared: Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
-        let listen = &shared.config.tcp.listen;
-        let addrs = super::resolve("tcp", listen)?;
-        let listener = TcpListener::bind(&addrs[..])
-            .map_err(|e| Error::io(format!("[tcp] listen {listen}"), e))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::io("tcp listener", e))?;
+        let (local, h) = super::start_stream(
+            &shared,
+            "tcp",
+            &shared.config.tcp.listen,
+            |st| &st.tcp_active,
+            serve,
+        )?;
         shared.listen_addrs.lock().push(local);
-        let s = shared.clone();
-        shared.accepting.fetch_add(1, Relaxed);
-        let h = std::thread::Builder::new()
-            .name("carbonlite-tcp-accept".into())
-            .spawn(move || {
-                super::accept_loop(
-                    listener,
-                    s,
-                    "carbonlite-tcp-conn",
-                    |st| &st.tcp_active,
-                    serve,
-                )
-            })
-            .map_err(|e| {
-                shared.accepting.fetch_sub(1, Relaxed);
-                Error::io("carbonlite-tcp-accept", e)
-            })?;
         Ok(vec![h])
     }
 }
