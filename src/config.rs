@@ -345,8 +345,13 @@ impl Config {
     /// `schemas-file` and `aggregation-file` stay relative to the working directory, as in
     /// go-carbon.
     pub fn load(path: &Path) -> Result<Config> {
+        Config::daemon().apply_file(path)
+    }
+
+    /// Overlays a go-carbon.conf file on `self` (errors name the file).
+    pub fn apply_file(self, path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Config::daemon().apply_toml(&text, &path.display().to_string())
+        self.apply_toml(&text, &path.display().to_string())
     }
 
     /// `graph-prefix` with `{host}` substituted (dots in the host become `_`, as go-carbon).

@@ -369,14 +369,14 @@ impl Shared {
     }
 
     pub(crate) fn add_point(&self, metric: &str, p: Point) -> Result<()> {
-        let name = match self.canonical_name(metric) {
-            Ok(n) => n,
-            Err(e) => {
-                self.stats.name_errors.fetch_add(1, Relaxed);
-                return Err(e);
-            }
-        };
-        self.add_canonical(&name, p)
+        self.add_canonical(&self.counted_canonical_name(metric)?, p)
+    }
+
+    /// `canonical_name`, counting a refused name in `name_errors`.
+    fn counted_canonical_name<'a>(&self, metric: &'a str) -> Result<Cow<'a, str>> {
+        self.canonical_name(metric).inspect_err(|_| {
+            self.stats.name_errors.fetch_add(1, Relaxed);
+        })
     }
 
     /// `add_point` for a name that already went through `canonical_name`.
@@ -402,14 +402,7 @@ impl Shared {
     /// `add_point` for receivers: a full cache makes the caller wait for room instead of
     /// refusing (so a socket stops being read), and waiting is not counted as overflow.
     pub(crate) fn add_point_waiting(&self, metric: &str, p: Point) -> Result<()> {
-        let name = match self.canonical_name(metric) {
-            Ok(n) => n,
-            Err(e) => {
-                self.stats.name_errors.fetch_add(1, Relaxed);
-                return Err(e);
-            }
-        };
-        self.add_canonical_waiting(&name, p)
+        self.add_canonical_waiting(&self.counted_canonical_name(metric)?, p)
     }
 
     /// `add_point_waiting` for a name that already went through `canonical_name`.
@@ -456,7 +449,7 @@ impl Shared {
                     continue;
                 }
             };
-            match self.canonical_name(metric) {
+            match self.counted_canonical_name(metric) {
                 Ok(Cow::Borrowed(name)) => {
                     batch.push(name, p);
                     if batch.len() >= ADD_CHUNK {
@@ -466,15 +459,10 @@ impl Shared {
                 Ok(Cow::Owned(name)) => {
                     // Earlier points of the same metric may be in the batch: keep their order.
                     self.add_batch(&mut batch, &mut out, wait);
-                    out.record(if wait {
-                        self.add_canonical_waiting(&name, p)
-                    } else {
-                        self.add_canonical(&name, p)
-                    });
+                    out.record(self.add_one(&name, p, wait));
                 }
                 Err(e) => {
                     self.add_batch(&mut batch, &mut out, wait);
-                    self.stats.name_errors.fetch_add(1, Relaxed);
                     out.record(Err(e));
                 }
             }
@@ -482,6 +470,15 @@ impl Shared {
         self.add_batch(&mut batch, &mut out, wait);
         self.stats.parse_errors.fetch_add(parse_errors, Relaxed);
         out
+    }
+
+    /// One canonical point, waiting for room (`wait`) or refused by a full cache.
+    fn add_one(&self, name: &str, p: Point, wait: bool) -> Result<()> {
+        if wait {
+            self.add_canonical_waiting(name, p)
+        } else {
+            self.add_canonical(name, p)
+        }
     }
 
     /// Adds and empties `batch`; points beyond the cache's free room go through `add` one by
@@ -494,11 +491,7 @@ impl Shared {
         self.stats.metrics_received.fetch_add(added as u64, Relaxed);
         out.accepted += added as u64;
         for (name, p) in batch.rest(added) {
-            out.record(if wait {
-                self.add_canonical_waiting(name, p)
-            } else {
-                self.add_canonical(name, p)
-            });
+            out.record(self.add_one(name, p, wait));
         }
         batch.clear();
     }

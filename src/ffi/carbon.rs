@@ -157,9 +157,8 @@ pub unsafe extern "C" fn carbon_open_config(path: *const c_char) -> *mut carbon 
     ffi_boundary!(*mut carbon, {
         // SAFETY: caller contract.
         let path = unsafe { c_str(path, "path") }?;
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         // Embedded defaults underneath: the listener runs only if the file enables it.
-        let config = Config::embedded("data").apply_toml(&text, path)?;
+        let config = Config::embedded("data").apply_file(std::path::Path::new(path))?;
         open_with(Ok(config))
     })
 }
