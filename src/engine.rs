@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) accepting: std::sync::atomic::AtomicUsize,
     /// Where `[udp]` and `[pickle]` are bound.
     pub(crate) receiver_addrs: Mutex<crate::receiver::Bound>,
+    /// `[cluster]`: every add is routed through it (None = standalone).
+    pub(crate) cluster: Option<crate::cluster::Routed>,
 }
 
 /// What `add_lines` did with a buffer: every line is either accepted or counted as rejected.
@@ -130,17 +132,6 @@ impl Carbon {
     /// Creates the data dir if needed, reads the storage rules and starts the persister
     /// workers, the self-metrics timer and, when `[tcp] enabled`, the listener.
     pub fn open(config: Config) -> Result<Carbon> {
-        if config.cluster.is_some() {
-            // The ring, senders and `carbonlite-ring` exist (crate::cluster), but add/fetch do
-            // not route through them yet: refuse rather than silently store everything here.
-            return Err(Error::Config {
-                file: "<config>".into(),
-                line: 0,
-                message: "[cluster]: routing points through a node is not available yet; \
-                          use `carbonlite-ring` to compute placement"
-                    .into(),
-            });
-        }
         if config.journal.enabled {
             // crate::journal exists and is tested, but add/open do not use it yet: refuse
             // rather than promise durability that is not there.
@@ -158,6 +149,9 @@ impl Carbon {
             config.whisper.schemas_file.as_deref(),
             config.whisper.aggregation_file.as_deref(),
         )?;
+        let cluster = (config.cluster.clone())
+            .map(|c| crate::cluster::Routed::new(c, &data_dir))
+            .transpose()?;
         let cache = Cache::new(CacheOptions {
             max_size: config.cache.max_size,
             write_strategy: config.cache.write_strategy,
@@ -175,6 +169,7 @@ impl Carbon {
             receivers_stopping: AtomicBool::new(false),
             accepting: std::sync::atomic::AtomicUsize::new(0),
             receiver_addrs: Mutex::new(Default::default()),
+            cluster,
             config,
         });
         let carbon = Carbon {
@@ -255,6 +250,9 @@ impl Carbon {
     /// Returns once every point accepted before the call is in its whisper file. Fails with
     /// `Error::Io` when points stop making progress because their files cannot be written.
     pub fn flush(&self) -> Result<()> {
+        if let Some(r) = &self.shared.cluster {
+            return r.flush(&self.shared);
+        }
         self.shared.flush()
     }
 
@@ -272,6 +270,9 @@ impl Carbon {
         until: Option<i64>,
         now: i64,
     ) -> Result<Series> {
+        if let Some(r) = &self.shared.cluster {
+            return r.fetch(&self.shared, metric, from, until, now);
+        }
         self.shared.fetch(metric, from, until, now)
     }
 
@@ -293,6 +294,9 @@ impl Carbon {
     /// Graphite glob (`*`, `?`, `[a-z]`, `{a,b}`) over the whisper tree and the cached
     /// metric names, sorted by path; what carbonserver's `/metrics/find/` answers.
     pub fn find(&self, pattern: &str) -> Result<Vec<crate::find::FindMatch>> {
+        if let Some(r) = &self.shared.cluster {
+            return r.find(&self.shared, pattern);
+        }
         crate::find::find_in(&self.shared, pattern)
     }
 
@@ -318,6 +322,9 @@ impl Carbon {
         }
         self.query.lock().stop();
         crate::receiver::stop_listeners(&self.shared);
+        if let Some(r) = &self.shared.cluster {
+            r.close();
+        }
         // Everything accepted must reach disk before the workers stop.
         if self.shared.config.whisper.enabled {
             let _ = self.shared.flush();
@@ -332,6 +339,30 @@ impl Carbon {
 impl Drop for Carbon {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// `[cluster]` (crate::cluster::node): the routing handle's own parts.
+impl Carbon {
+    /// Per-destination counters of a routing handle, in destination order; empty when the
+    /// handle was opened without `[cluster]`.
+    pub fn destination_stats(&self) -> Vec<crate::cluster::DestinationStats> {
+        self.shared
+            .cluster
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.stats())
+    }
+
+    /// The ring and senders of a routing handle (placement questions, `route`).
+    pub fn router(&self) -> Option<&crate::cluster::Router> {
+        self.shared.cluster.as_ref().map(|r| r.router())
+    }
+}
+
+impl Shared {
+    /// Stores a point a routing handle owns: the standalone add of a canonical name.
+    pub(crate) fn add_routed_local(&self, name: &str, p: Point, wait: bool) -> Result<()> {
+        self.add_one(name, p, wait)
     }
 }
 
@@ -369,6 +400,9 @@ impl Shared {
     }
 
     pub(crate) fn add_point(&self, metric: &str, p: Point) -> Result<()> {
+        if let Some(r) = &self.cluster {
+            return r.add_point(self, metric, p, false);
+        }
         self.add_canonical(&self.counted_canonical_name(metric)?, p)
     }
 
@@ -402,6 +436,9 @@ impl Shared {
     /// `add_point` for receivers: a full cache makes the caller wait for room instead of
     /// refusing (so a socket stops being read), and waiting is not counted as overflow.
     pub(crate) fn add_point_waiting(&self, metric: &str, p: Point) -> Result<()> {
+        if let Some(r) = &self.cluster {
+            return r.add_point(self, metric, p, true);
+        }
         self.add_canonical_waiting(&self.counted_canonical_name(metric)?, p)
     }
 
@@ -424,12 +461,18 @@ impl Shared {
     }
 
     pub(crate) fn add_lines(&self, buf: &[u8], now: i64) -> AddLinesOutcome {
+        if let Some(r) = &self.cluster {
+            return r.add_lines(self, buf, now, false);
+        }
         self.add_lines_with(buf, now, false)
     }
 
     /// `add_lines` for stream receivers: points a full cache has no room for wait for it
     /// (`add_point_waiting`) instead of being refused, so the socket stops being read.
     pub(crate) fn add_lines_waiting(&self, buf: &[u8], now: i64) -> AddLinesOutcome {
+        if let Some(r) = &self.cluster {
+            return r.add_lines(self, buf, now, true);
+        }
         self.add_lines_with(buf, now, true)
     }
 
@@ -667,6 +710,9 @@ fn self_metrics_loop(shared: &Shared) {
         let snap = shared.snapshot();
         let ts = unix_now();
         for (name, value) in snap.self_metrics(&prev) {
+            let _ = shared.add_point(&format!("{prefix}.{name}"), Point::new(ts, value));
+        }
+        for (name, value) in shared.cluster.iter().flat_map(|r| r.self_metrics()) {
             let _ = shared.add_point(&format!("{prefix}.{name}"), Point::new(ts, value));
         }
         prev = snap;

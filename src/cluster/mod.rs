@@ -8,6 +8,8 @@
 //! real programs, not against our reading of them.
 
 pub mod hash;
+pub mod node;
+pub mod query;
 pub mod router;
 pub mod sender;
 
@@ -17,6 +19,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 pub use hash::{HashKind, HashRing, Move, moves};
+pub use node::{DestinationStats, Routed};
 pub use router::{Placement, Router, SendOutcome};
 pub use sender::{Protocol, Sender, SenderOptions, SenderStats};
 
@@ -105,6 +108,14 @@ pub struct ClusterConfig {
     pub store_local: bool,
     /// How points are sent to the others.
     pub sender: SenderOptions,
+    /// Each destination's carbonserver HTTP address (`host:port`), in destination order, for
+    /// cluster-wide fetch and find; empty = this handle reads only what it stores itself.
+    pub query_destinations: Vec<String>,
+    /// Bound on one HTTP query to a node (connect, send and the whole answer).
+    pub query_timeout: Duration,
+    /// Whether points past `queue-size` spill to `<data-dir>/.cluster-spill/<destination>/`
+    /// instead of being dropped.
+    pub spill: bool,
 }
 
 impl ClusterConfig {
@@ -119,6 +130,9 @@ impl ClusterConfig {
             local: None,
             store_local: true,
             sender: SenderOptions::default(),
+            query_destinations: Vec::new(),
+            query_timeout: Duration::from_secs(5),
+            spill: true,
         }
     }
 
@@ -200,6 +214,26 @@ impl ClusterConfig {
                 "connect-timeout" => self.sender.connect_timeout = duration(k, v)?,
                 "io-timeout" => self.sender.io_timeout = duration(k, v)?,
                 "reconnect-max-delay" => self.sender.reconnect_max_delay = duration(k, v)?,
+                "query-destinations" => {
+                    let list = v
+                        .as_array()
+                        .ok_or_else(|| err(k, "expected a list of \"host:port\"".into()))?;
+                    self.query_destinations = list
+                        .iter()
+                        .map(|d| {
+                            let s = string(k, d)?;
+                            // Same syntax as a destination without instance.
+                            Destination::parse(&s)
+                                .ok()
+                                .filter(|d| d.instance.is_none())
+                                .map(|d| d.address())
+                                .ok_or_else(|| err(k, format!("{s:?}: expected host:port")))
+                        })
+                        .collect::<Result<_>>()?;
+                }
+                "query-timeout" => self.query_timeout = duration(k, v)?,
+                "spill" => self.spill = boolean(k, v)?,
+                "spill-max-size" => self.sender.spill_max_size = int(k, v, 0, i64::MAX)? as u64,
                 _ => return Err(err(k, "unknown key in [cluster]".into())),
             }
         }
@@ -216,6 +250,16 @@ impl ClusterConfig {
             return Err(Error::invalid(format!(
                 "replication factor {} needs 1..={} destinations",
                 self.replication_factor,
+                self.destinations.len()
+            )));
+        }
+        if !self.query_destinations.is_empty()
+            && self.query_destinations.len() != self.destinations.len()
+        {
+            return Err(Error::invalid(format!(
+                "query-destinations has {} entries for {} destinations (one carbonserver \
+                 address per destination, same order)",
+                self.query_destinations.len(),
                 self.destinations.len()
             )));
         }

@@ -52,16 +52,24 @@ impl Router {
         // More copies than the ring can give would make every placement short.
         config.replication_factor = config.replication_factor.min(INLINE);
         let ring = HashRing::new(config.hashing, &config.destinations)?;
+        // With store-local off this process's own share is sent to its address like any
+        // other member's.
         let local = config
             .local
             .as_ref()
+            .filter(|_| config.store_local)
             .and_then(|l| config.destinations.iter().position(|d| d == l));
         let senders = config
             .destinations
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                (Some(i) != local).then(|| Sender::start(d.clone(), config.sender.clone()))
+                (Some(i) != local).then(|| {
+                    let mut opts = config.sender.clone();
+                    // One spill journal per member: the directory says whose points they are.
+                    opts.spill_dir = opts.spill_dir.map(|dir| dir.join(spill_dir_name(d)));
+                    Sender::start(d.clone(), opts)
+                })
             })
             .collect();
         Ok(Router {
@@ -104,13 +112,18 @@ impl Router {
         p
     }
 
+    /// This process's index among the destinations, when it stores its own share.
+    pub fn local(&self) -> Option<usize> {
+        self.local
+    }
+
     /// Queues `point` for every remote owner of `name`; says whether this process owns a copy
     /// and should store it (only with `local` set and `store_local` on).
     pub fn send(&self, name: &str, point: Point) -> SendOutcome {
         let mut out = SendOutcome::default();
         for &i in self.route(name).iter() {
             if Some(i) == self.local {
-                out.local = self.config.store_local;
+                out.local = true;
                 continue;
             }
             if let Some(s) = &self.senders[i] {
@@ -122,6 +135,11 @@ impl Router {
             }
         }
         out
+    }
+
+    /// The sender of destination `i` (`None` for this process's own entry).
+    pub fn sender(&self, i: usize) -> Option<&Sender> {
+        self.senders.get(i).and_then(Option::as_ref)
     }
 
     /// Per-destination counters, in destination order (`None` for this process's entry).
@@ -142,6 +160,26 @@ impl Router {
             .flatten()
             .all(|s| s.wait_idle(deadline.saturating_duration_since(Instant::now())))
     }
+}
+
+/// A file-name-safe directory name for `d`'s spill: carbon's destination name
+/// (`host:port:instance`) with anything but `[A-Za-z0-9_-]` turned into `_`.
+pub fn spill_dir_name(d: &Destination) -> String {
+    format!(
+        "{}:{}:{}",
+        d.host,
+        d.port,
+        d.instance.as_deref().unwrap_or("None")
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -12,14 +12,16 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::{DEFAULT_RECONNECT_MAX_DELAY, Destination};
+use crate::journal::{FsyncPolicy, Journal, JournalOptions};
 use crate::points::Point;
 
 /// Wire format towards a destination.
@@ -50,6 +52,11 @@ pub struct SenderOptions {
     pub io_timeout: Duration,
     /// Reconnect backoff doubles from 100 ms up to this (carbon's `maxDelay`, 5 s).
     pub reconnect_max_delay: Duration,
+    /// Where points go once `queue_size` is reached (a [`Journal`] in this directory), so a
+    /// node that is down for long costs disk, not points. `None` = drop past `queue_size`.
+    pub spill_dir: Option<PathBuf>,
+    /// Bytes the spill may take on disk; past it points are dropped and counted. 0 = no cap.
+    pub spill_max_size: u64,
 }
 
 impl Default for SenderOptions {
@@ -62,9 +69,17 @@ impl Default for SenderOptions {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(5),
             reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY,
+            spill_dir: None,
+            spill_max_size: DEFAULT_SPILL_MAX_SIZE,
         }
     }
 }
+
+/// Default cap of one destination's spill: 1 GiB, about 25 million points.
+pub const DEFAULT_SPILL_MAX_SIZE: u64 = 1 << 30;
+
+/// Points appended to the spill journal as one record.
+const SPILL_RECORD: usize = 4096;
 
 /// Counters of one destination, named as carbon's `destinations.<d>.*`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,11 +96,30 @@ pub struct SenderStats {
     pub connect_failures: u64,
     /// Batches whose write failed and were put back in the queue.
     pub requeued_batches: u64,
+    /// Points written to the spill journal because the memory queue was full (counter).
+    pub spilled: u64,
 }
 
 struct Queue {
     items: VecDeque<(String, Point)>,
     closed: bool,
+    /// Set when the memory queue first fills; from then on every new point goes to the spill
+    /// (so delivery stays in arrival order) until the spill is empty again.
+    spilling: bool,
+    /// Spilled points not yet appended to the journal (appended by `SPILL_RECORD`).
+    spill_buf: Vec<(String, Point)>,
+    /// Spilled points not yet moved back into `items`: in `spill_buf`, being appended, or in
+    /// the journal. Counted in `queued`, and `wait_idle` waits for them.
+    spill_outstanding: u64,
+}
+
+/// The on-disk overflow of one destination: a journal that is reopened to read back what was
+/// spilled (a journal replays only segments of earlier opens) and released once delivered.
+struct Spill {
+    dir: PathBuf,
+    opts: JournalOptions,
+    /// Appenders share it; the drainer takes it exclusively to reopen.
+    journal: RwLock<Option<Journal>>,
 }
 
 struct Inner {
@@ -102,25 +136,52 @@ struct Inner {
     reconnects: AtomicU64,
     connect_failures: AtomicU64,
     requeued: AtomicU64,
+    spilled: AtomicU64,
+    spill: Option<Spill>,
 }
 
 /// The queue and connections of one destination. Dropping it stops the connection threads;
 /// points still queued then are abandoned (call [`Sender::wait_idle`] first to deliver them).
 pub struct Sender {
     inner: Arc<Inner>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Sender {
-    /// Starts `opts.connections` threads sending to `dest`.
+    /// Starts `opts.connections` threads sending to `dest`, and with `opts.spill_dir` the
+    /// spill drainer, which first delivers what an earlier run left spilled there. A spill
+    /// directory that cannot be opened leaves the sender without spill (points past the
+    /// queue bound are then dropped and counted), since a relay must keep relaying.
     pub fn start(dest: Destination, opts: SenderOptions) -> Sender {
         let n = opts.connections.max(1);
+        let mut leftover = 0;
+        let spill = opts.spill_dir.as_ref().and_then(|dir| {
+            let jopts = JournalOptions {
+                // The spill bounds memory; it does not promise durability (the memory queue
+                // in front of it does not either), so no fsync.
+                fsync: FsyncPolicy::Never,
+                segment_size: 8 << 20,
+                max_size: opts.spill_max_size,
+                ..JournalOptions::default()
+            };
+            let (j, replay) = Journal::open(dir, jopts.clone()).ok()?;
+            leftover = replay.report().entries;
+            Some(Spill {
+                dir: dir.clone(),
+                opts: jopts,
+                journal: RwLock::new(Some(j)),
+            })
+        });
+        let has_spill = spill.is_some();
         let inner = Arc::new(Inner {
             dest,
             opts,
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
                 closed: false,
+                spilling: leftover > 0,
+                spill_buf: Vec::new(),
+                spill_outstanding: leftover,
             }),
             ready: Condvar::new(),
             idle: Condvar::new(),
@@ -131,8 +192,10 @@ impl Sender {
             reconnects: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
+            spilled: AtomicU64::new(0),
+            spill,
         });
-        let threads = (0..n)
+        let mut threads: Vec<JoinHandle<()>> = (0..n)
             .map(|i| {
                 let inner = Arc::clone(&inner);
                 std::thread::Builder::new()
@@ -141,7 +204,19 @@ impl Sender {
                     .expect("spawning a sender thread")
             })
             .collect();
-        Sender { inner, threads }
+        if has_spill {
+            let inner = Arc::clone(&inner);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("carbonlite-spill-{}", inner.dest.port))
+                    .spawn(move || spill_loop(&inner))
+                    .expect("spawning a spill thread"),
+            );
+        }
+        Sender {
+            inner,
+            threads: Mutex::new(threads),
+        }
     }
 
     /// The destination.
@@ -149,14 +224,27 @@ impl Sender {
         &self.inner.dest
     }
 
-    /// Queues one point; false if the queue was full and the point was dropped (counted).
+    /// Queues one point (in memory, or past `queue_size` in the spill); false if it was
+    /// dropped (counted) because the queue was full and there is no spill.
     pub fn send(&self, name: &str, p: Point) -> bool {
         let mut q = self.inner.queue.lock();
         let held = q.items.len() + self.inner.in_flight.load(Relaxed) as usize;
+        if !q.closed
+            && self.inner.spill.is_some()
+            && (q.spilling || held >= self.inner.opts.queue_size)
+        {
+            q.spilling = true;
+            q.spill_outstanding += 1;
+            q.spill_buf.push((name.to_owned(), p));
+            if q.spill_buf.len() >= SPILL_RECORD {
+                let buf = std::mem::take(&mut q.spill_buf);
+                drop(q);
+                append_spill(&self.inner, buf);
+            }
+            return true;
+        }
         if q.closed || held >= self.inner.opts.queue_size {
             drop(q);
-            // TODO(journal): past the memory bound, points should spill to the on-disk
-            // journal (journal issue) instead of being dropped; this is the single place.
             self.inner.dropped.fetch_add(1, Relaxed);
             return false;
         }
@@ -169,9 +257,14 @@ impl Sender {
     /// A snapshot of the counters.
     pub fn stats(&self) -> SenderStats {
         let i = &self.inner;
+        let (items, spill) = {
+            let q = i.queue.lock();
+            (q.items.len() as u64, q.spill_outstanding)
+        };
         SenderStats {
+            spilled: i.spilled.load(Relaxed),
             sent: i.sent.load(Relaxed),
-            queued: i.queue.lock().items.len() as u64 + i.in_flight.load(Relaxed),
+            queued: items + spill + i.in_flight.load(Relaxed),
             dropped: i.dropped.load(Relaxed),
             reconnects: i.reconnects.load(Relaxed),
             connect_failures: i.connect_failures.load(Relaxed),
@@ -182,10 +275,15 @@ impl Sender {
     /// Waits until everything queued has been written, or `timeout`; true if it has.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let idle = |q: &Queue| {
+            q.items.is_empty()
+                && q.spill_outstanding == 0
+                && self.inner.in_flight.load(Relaxed) == 0
+        };
         let mut q = self.inner.queue.lock();
-        while !(q.items.is_empty() && self.inner.in_flight.load(Relaxed) == 0) {
+        while !idle(&q) {
             if self.inner.idle.wait_until(&mut q, deadline).timed_out() {
-                return q.items.is_empty() && self.inner.in_flight.load(Relaxed) == 0;
+                return idle(&q);
             }
         }
         true
@@ -194,11 +292,140 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Sender {
+    /// Stops the connection threads; what is still held goes to the spill (delivered by the
+    /// next start over the same directory) or, without spill, is abandoned. Later `send`s
+    /// drop and count. Idempotent.
+    pub fn stop(&self) {
         self.inner.stop.store(true, Relaxed);
         self.inner.queue.lock().closed = true;
         self.inner.ready.notify_all();
-        for t in self.threads.drain(..) {
+        self.inner.idle.notify_all();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        if threads.is_empty() {
+            return;
+        }
+        for t in threads {
             let _ = t.join();
+        }
+        if self.inner.spill.is_some() {
+            // Whatever is still held joins the spill, which the next start delivers.
+            let buf = {
+                let mut q = self.inner.queue.lock();
+                let mut buf: Vec<_> = q.items.drain(..).collect();
+                buf.append(&mut q.spill_buf);
+                q.spill_outstanding += buf.len() as u64;
+                buf
+            };
+            append_spill(&self.inner, buf);
+        }
+    }
+}
+
+/// Appends spilled points to the journal; if it refuses them (cap reached, disk error) they
+/// are dropped and counted.
+fn append_spill(inner: &Inner, buf: Vec<(String, Point)>) {
+    let Some(spill) = &inner.spill else { return };
+    if buf.is_empty() {
+        return;
+    }
+    let n = buf.len() as u64;
+    let refs: Vec<(&str, Point)> = buf.iter().map(|(s, p)| (s.as_str(), *p)).collect();
+    let ok = spill
+        .journal
+        .read()
+        .as_ref()
+        .is_some_and(|j| j.append(&refs).is_ok());
+    if ok {
+        inner.spilled.fetch_add(n, Relaxed);
+    } else {
+        inner.dropped.fetch_add(n, Relaxed);
+        let mut q = inner.queue.lock();
+        q.spill_outstanding = q.spill_outstanding.saturating_sub(n);
+        drop(q);
+        inner.idle.notify_all();
+    }
+}
+
+/// Moves spilled points back into the memory queue whenever it has room: reopen the journal
+/// (which replays everything appended before), feed the replay in, release it once sent.
+fn spill_loop(inner: &Inner) {
+    let Some(spill) = &inner.spill else { return };
+    let room = |q: &Queue| {
+        q.items.len() + (inner.in_flight.load(Relaxed) as usize) < inner.opts.queue_size / 2 + 1
+    };
+    while !inner.stop.load(Relaxed) {
+        let mut q = inner.queue.lock();
+        if !(q.spilling && room(&q)) {
+            inner.idle.wait_for(&mut q, Duration::from_millis(100));
+            continue;
+        }
+        if q.spill_outstanding == 0 {
+            q.spilling = false;
+            drop(q);
+            inner.idle.notify_all();
+            continue;
+        }
+        let buf = std::mem::take(&mut q.spill_buf);
+        drop(q);
+        append_spill(inner, buf);
+        let replay = {
+            let mut j = spill.journal.write();
+            // Close before reopening: the reopen then replays every sealed segment.
+            *j = None;
+            match Journal::open(&spill.dir, spill.opts.clone()) {
+                Ok((nj, r)) => {
+                    *j = Some(nj);
+                    r
+                }
+                Err(_) => {
+                    // Appends fail (and count drops) until a reopen works.
+                    drop(j);
+                    sleep_unless_stopped(inner, Duration::from_secs(1));
+                    continue;
+                }
+            }
+        };
+        let mut fed = 0u64;
+        let read = replay.for_each(|name, p| {
+            let mut q = inner.queue.lock();
+            while !room(&q) && !inner.stop.load(Relaxed) {
+                inner.idle.wait_for(&mut q, Duration::from_millis(100));
+            }
+            if inner.stop.load(Relaxed) {
+                return;
+            }
+            q.items.push_back((name.to_owned(), p));
+            q.spill_outstanding = q.spill_outstanding.saturating_sub(1);
+            fed += 1;
+            drop(q);
+            inner.ready.notify_one();
+        });
+        if read.is_err() || inner.stop.load(Relaxed) {
+            // Not released: the next open replays it again (a resend, never a loss).
+            if read.is_err() {
+                let unread = replay.report().entries.saturating_sub(fed);
+                inner.dropped.fetch_add(unread, Relaxed);
+                let mut q = inner.queue.lock();
+                q.spill_outstanding = q.spill_outstanding.saturating_sub(unread);
+            }
+            continue;
+        }
+        // Release only what has been written to a connection.
+        let mut q = inner.queue.lock();
+        while !(q.items.is_empty() && inner.in_flight.load(Relaxed) == 0) {
+            if inner.stop.load(Relaxed) {
+                return;
+            }
+            inner.idle.wait_for(&mut q, Duration::from_millis(100));
+        }
+        drop(q);
+        if let Some(j) = spill.journal.read().as_ref() {
+            let _ = j.release(replay.upto());
         }
     }
 }
