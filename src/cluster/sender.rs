@@ -360,6 +360,13 @@ fn spill_loop(inner: &Inner) {
     };
     while !inner.stop.load(Relaxed) {
         let mut q = inner.queue.lock();
+        if !q.spill_buf.is_empty() {
+            // Spilled points wait in memory at most one tick.
+            let buf = std::mem::take(&mut q.spill_buf);
+            drop(q);
+            append_spill(inner, buf);
+            continue;
+        }
         if !(q.spilling && room(&q)) {
             inner.idle.wait_for(&mut q, Duration::from_millis(100));
             continue;
@@ -370,9 +377,7 @@ fn spill_loop(inner: &Inner) {
             inner.idle.notify_all();
             continue;
         }
-        let buf = std::mem::take(&mut q.spill_buf);
         drop(q);
-        append_spill(inner, buf);
         let replay = {
             let mut j = spill.journal.write();
             // Close before reopening: the reopen then replays every sealed segment.
