@@ -257,6 +257,50 @@ typedef struct {
   size_t len;
 } carbon_find_list;
 
+/**
+ * Counters of one `[cluster]` destination (carbon-relay's `destinations.<d>.*`), filled by
+ * `carbon_destination_stats`.
+ */
+typedef struct {
+  /**
+   * `host:port[:instance]` as configured, NUL-terminated (cut to fit).
+   */
+  char destination[CARBON_DESTINATION_NAME_LEN];
+  /**
+   * True for this process's own entry (`local`): its share is stored, not sent, and the
+   * sender counters stay 0.
+   */
+  bool local;
+  /**
+   * Points written to a connection to the destination.
+   */
+  uint64_t sent;
+  /**
+   * Points waiting now (memory queue, connections' batches and spill; gauge).
+   */
+  uint64_t queued;
+  /**
+   * Points dropped because queue and spill were full (carbon's `fullQueueDrops`).
+   */
+  uint64_t dropped;
+  /**
+   * Connections re-established after one was lost or refused.
+   */
+  uint64_t reconnects;
+  /**
+   * Connect attempts that failed.
+   */
+  uint64_t connect_failures;
+  /**
+   * Points written to the spill journal past `queue-size`.
+   */
+  uint64_t spilled;
+  /**
+   * Queries (fetch/find) to the destination's carbonserver that failed.
+   */
+  uint64_t query_errors;
+} carbon_destination_counters;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -406,6 +450,26 @@ int64_t carbon_find(carbon *c, const char *pattern, carbon_find_list *out);
  * `list` is NULL or a list filled by `carbon_find` (or already freed).
  */
 void carbon_find_list_free(carbon_find_list *list);
+
+/**
+ * Number of `[cluster]` destinations of `c` (0 for a handle opened without `[cluster]`);
+ * valid indices for `carbon_destination_stats` are `0..count`. Returns the count or a
+ * negative `carbon_error`.
+ *
+ * # Safety
+ * `c` is from `carbon_open`.
+ */
+int carbon_destination_count(carbon *c);
+
+/**
+ * Copies the counters of destination `index` (configuration order) into `*out`. Returns 0,
+ * or `CARBON_EINVAL` for an index past `carbon_destination_count` or a NULL argument
+ * (`*out` then untouched). Thread safety: any thread, concurrently with every other call.
+ *
+ * # Safety
+ * `c` is from `carbon_open`; `out` is valid for writes.
+ */
+int carbon_destination_stats(carbon *c, size_t index, carbon_destination_counters *out);
 
 #ifdef __cplusplus
 }  // extern "C"

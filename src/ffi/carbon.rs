@@ -487,6 +487,97 @@ pub unsafe extern "C" fn carbon_find_list_free(list: *mut carbon_find_list) {
     })
 }
 
+/// Bytes of `carbon_destination_counters.destination`, NUL included.
+pub const CARBON_DESTINATION_NAME_LEN: usize = 256;
+
+/// Counters of one `[cluster]` destination (carbon-relay's `destinations.<d>.*`), filled by
+/// `carbon_destination_stats`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct carbon_destination_counters {
+    /// `host:port[:instance]` as configured, NUL-terminated (cut to fit).
+    pub destination: [c_char; CARBON_DESTINATION_NAME_LEN],
+    /// True for this process's own entry (`local`): its share is stored, not sent, and the
+    /// sender counters stay 0.
+    pub local: bool,
+    /// Points written to a connection to the destination.
+    pub sent: u64,
+    /// Points waiting now (memory queue, connections' batches and spill; gauge).
+    pub queued: u64,
+    /// Points dropped because queue and spill were full (carbon's `fullQueueDrops`).
+    pub dropped: u64,
+    /// Connections re-established after one was lost or refused.
+    pub reconnects: u64,
+    /// Connect attempts that failed.
+    pub connect_failures: u64,
+    /// Points written to the spill journal past `queue-size`.
+    pub spilled: u64,
+    /// Queries (fetch/find) to the destination's carbonserver that failed.
+    pub query_errors: u64,
+}
+
+/// Number of `[cluster]` destinations of `c` (0 for a handle opened without `[cluster]`);
+/// valid indices for `carbon_destination_stats` are `0..count`. Returns the count or a
+/// negative `carbon_error`.
+///
+/// # Safety
+/// `c` is from `carbon_open`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_destination_count(c: *mut carbon) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        let n = unsafe { handle(c) }?.destination_stats().len();
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
+    })
+}
+
+/// Copies the counters of destination `index` (configuration order) into `*out`. Returns 0,
+/// or `CARBON_EINVAL` for an index past `carbon_destination_count` or a NULL argument
+/// (`*out` then untouched). Thread safety: any thread, concurrently with every other call.
+///
+/// # Safety
+/// `c` is from `carbon_open`; `out` is valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_destination_stats(
+    c: *mut carbon,
+    index: usize,
+    out: *mut carbon_destination_counters,
+) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        let all = unsafe { handle(c) }?.destination_stats();
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let d = all.get(index).ok_or_else(|| {
+            Error::invalid(format!(
+                "destination index {index}: the handle has {} destinations",
+                all.len()
+            ))
+        })?;
+        let mut name = [0 as c_char; CARBON_DESTINATION_NAME_LEN];
+        let text = d.destination.to_string();
+        let n = text.len().min(CARBON_DESTINATION_NAME_LEN - 1);
+        for (dst, &b) in name.iter_mut().zip(&text.as_bytes()[..n]) {
+            *dst = b as c_char;
+        }
+        let v = carbon_destination_counters {
+            destination: name,
+            local: d.local,
+            sent: d.sender.sent,
+            queued: d.sender.queued,
+            dropped: d.sender.dropped,
+            reconnects: d.sender.reconnects,
+            connect_failures: d.sender.connect_failures,
+            spilled: d.sender.spilled,
+            query_errors: d.query_errors,
+        };
+        // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
+        unsafe { out.write(v) };
+        Ok(0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,6 +720,44 @@ mod tests {
                 carbon_error::CARBON_EINVAL as i64
             );
             carbon_find_list_free(std::ptr::null_mut());
+            carbon_close(c);
+        }
+    }
+
+    #[test]
+    fn destination_stats_through_the_c_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::embedded(dir.path())
+            .apply_toml(
+                "[whisper]\nenabled = false\n[cluster]\n\
+                 destinations = [\"127.0.0.1:1:a\", \"127.0.0.1:1:b\"]\n\
+                 local = \"127.0.0.1:1:b\"\nconnect-timeout = \"50ms\"\nspill = false\n",
+                "<t>",
+            )
+            .unwrap();
+        let c = open_with(Ok(cfg)).unwrap();
+        // SAFETY: c is live until carbon_close; out points to a local.
+        unsafe {
+            assert_eq!(carbon_destination_count(c), 2);
+            let mut out = std::mem::MaybeUninit::<carbon_destination_counters>::zeroed();
+            assert_eq!(carbon_destination_stats(c, 1, out.as_mut_ptr()), 0);
+            let out = out.assume_init();
+            let name = std::ffi::CStr::from_ptr(out.destination.as_ptr());
+            assert_eq!(name.to_str().unwrap(), "127.0.0.1:1:b");
+            assert!(out.local);
+            let mut o2 = out;
+            assert_eq!(
+                carbon_destination_stats(c, 2, &mut o2),
+                carbon_error::CARBON_EINVAL as i32
+            );
+            assert_eq!(
+                carbon_destination_stats(c, 0, std::ptr::null_mut()),
+                carbon_error::CARBON_EINVAL as i32
+            );
+            assert_eq!(
+                carbon_destination_count(std::ptr::null_mut()),
+                carbon_error::CARBON_EINVAL as i32
+            );
             carbon_close(c);
         }
     }

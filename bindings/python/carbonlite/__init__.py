@@ -322,5 +322,26 @@ class Carbon:
             self._leave()
         return {name: getattr(out, name) for name, _ in _lib.CarbonCounters._fields_}
 
+    def destination_stats(self):
+        """Per-destination counters of a `[cluster]` routing handle, in configuration order
+        (`[]` without `[cluster]`): dicts named as carbon_destination_counters' fields."""
+        out = []
+        ptr = self._enter()
+        try:
+            n = _C.carbon_destination_count(ptr)
+            if n < 0:
+                raise from_code(n, "destination_stats")
+            for i in range(n):
+                d = _lib.CarbonDestinationCounters()
+                rc = _C.carbon_destination_stats(ptr, i, ctypes.byref(d))
+                if rc < 0:
+                    raise from_code(rc, "destination_stats")
+                row = {name: getattr(d, name) for name, _ in _lib.CarbonDestinationCounters._fields_}
+                row["destination"] = d.destination.decode("utf-8")
+                out.append(row)
+        finally:
+            self._leave()
+        return out
+
     def __repr__(self):
         return f"<carbonlite.Carbon {'closed' if self.closed else 'open'}>"

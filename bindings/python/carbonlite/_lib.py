@@ -109,6 +109,19 @@ class CarbonFindList(ctypes.Structure):
     _fields_ = [("matches", ctypes.POINTER(CarbonFindMatch)), ("len", ctypes.c_size_t)]
 
 
+#: Bytes of `carbon_destination_counters.destination` (CARBON_DESTINATION_NAME_LEN).
+DESTINATION_NAME_LEN = 256
+
+
+class CarbonDestinationCounters(ctypes.Structure):
+    """`carbon_destination_counters`, filled by carbon_destination_stats."""
+
+    _fields_ = [("destination", ctypes.c_char * DESTINATION_NAME_LEN), ("local", ctypes.c_bool)] + [
+        (name, ctypes.c_uint64)
+        for name in ("sent", "queued", "dropped", "reconnects", "connect_failures", "spilled", "query_errors")
+    ]
+
+
 #: name -> (restype, argtypes), one entry per function of carbonlite.h.
 FUNCTIONS = {
     "carbon_last_error": (ctypes.c_char_p, []),
@@ -132,6 +145,11 @@ FUNCTIONS = {
     "carbon_close": (None, [CarbonPtr]),
     "carbon_find": (ctypes.c_int64, [CarbonPtr, ctypes.c_char_p, ctypes.POINTER(CarbonFindList)]),
     "carbon_find_list_free": (None, [ctypes.POINTER(CarbonFindList)]),
+    "carbon_destination_count": (ctypes.c_int, [CarbonPtr]),
+    "carbon_destination_stats": (
+        ctypes.c_int,
+        [CarbonPtr, ctypes.c_size_t, ctypes.POINTER(CarbonDestinationCounters)],
+    ),
 }
 
 

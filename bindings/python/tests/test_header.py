@@ -25,6 +25,7 @@ C_TYPES = {
     "carbon_add_result *": ctypes.POINTER(_lib.CarbonAddResult),
     "double *": ctypes.POINTER(ctypes.c_double),
     "carbon_find_list *": ctypes.POINTER(_lib.CarbonFindList),
+    "carbon_destination_counters *": ctypes.POINTER(_lib.CarbonDestinationCounters),
 }
 
 
