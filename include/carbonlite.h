@@ -226,6 +226,58 @@ typedef struct {
    * Open pickle connections.
    */
   uint64_t pickle_active;
+  /**
+   * Bytes the journal's segments take now (`[journal] enabled`; 0 otherwise).
+   */
+  uint64_t journal_bytes;
+  /**
+   * Journal segment files now.
+   */
+  uint64_t journal_segments;
+  /**
+   * Journal records appended (one per add call or buffer of lines).
+   */
+  uint64_t journal_appends;
+  /**
+   * Bytes appended to the journal.
+   */
+  uint64_t journal_appended_bytes;
+  /**
+   * fsyncs of journal segments.
+   */
+  uint64_t journal_fsyncs;
+  /**
+   * Points replayed from the journal by `carbon_open`.
+   */
+  uint64_t journal_replayed;
+  /**
+   * Journal failures: appends, replay, segment release, damage found at open.
+   */
+  uint64_t journal_errors;
+  /**
+   * Points refused because the journal reached `max-size` (also in `overflow`).
+   */
+  uint64_t journal_refused;
+  /**
+   * Journal segments deleted because their points are in whisper files.
+   */
+  uint64_t journal_released;
+  /**
+   * Corrupt whisper files moved to `<data-dir>/.corrupt/`.
+   */
+  uint64_t quarantined;
+  /**
+   * Points written to a `[dump]` file on close.
+   */
+  uint64_t dump_points;
+  /**
+   * Points restored from `[dump]` files on open.
+   */
+  uint64_t restored_points;
+  /**
+   * Dump files that could not be written or read, or were damaged.
+   */
+  uint64_t dump_errors;
 } carbon_counters;
 
 /**

@@ -93,6 +93,19 @@ class CarbonCounters(ctypes.Structure):
             "pickle_metrics_received",
             "pickle_errors",
             "pickle_active",
+            "journal_bytes",
+            "journal_segments",
+            "journal_appends",
+            "journal_appended_bytes",
+            "journal_fsyncs",
+            "journal_replayed",
+            "journal_errors",
+            "journal_refused",
+            "journal_released",
+            "quarantined",
+            "dump_points",
+            "restored_points",
+            "dump_errors",
         )
     ]
 
