@@ -429,8 +429,9 @@ void whisper_series_free(whisper_series *s);
 int carbon_stats(carbon *c, carbon_counters *out);
 
 /**
- * Stops the listener, writes every cached point to its whisper file, stops the threads and
- * frees the handle. NULL is a no-op. No other thread may use the handle during or after.
+ * Stops the listener, writes every cached point to its whisper file (to a go-carbon dump
+ * file instead with `[dump] enabled`), stops the threads and frees the handle. NULL is a
+ * no-op. No other thread may use the handle during or after.
  *
  * # Safety
  * `c` is NULL or from `carbon_open`, and not used again.

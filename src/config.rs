@@ -1025,4 +1025,26 @@ mod tests {
         assert_eq!(parse_size("99999999999TiB"), None);
         assert_eq!(parse_size("MiB"), None);
     }
+
+    #[test]
+    fn dump_section_and_quarantine_key() {
+        let d = Config::embedded("/d");
+        assert!(!d.dump.enabled && !d.whisper.quarantine_corrupt);
+        assert_eq!(d.dump_dir(), PathBuf::from("/d/.dump"));
+        let c = Config::embedded("/d")
+            .apply_toml(
+                "[dump]\nenabled = true\npath = \"/var/lib/graphite/dump/\"\nrestore-per-second = 100\n\
+                 [whisper]\nquarantine-corrupt = true\n",
+                "t",
+            )
+            .unwrap();
+        assert!(c.dump.enabled && c.whisper.quarantine_corrupt);
+        assert_eq!(c.dump_dir(), PathBuf::from("/var/lib/graphite/dump/"));
+        assert_eq!(c.dump.restore_per_second, 100);
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+        let e = Config::embedded("/d")
+            .apply_toml("[dump]\nrestore-per-second = -1\n", "t")
+            .unwrap_err();
+        assert!(e.to_string().contains("restore-per-second"), "{e}");
+    }
 }

@@ -415,8 +415,9 @@ pub unsafe extern "C" fn carbon_stats(c: *mut carbon, out: *mut carbon_counters)
     })
 }
 
-/// Stops the listener, writes every cached point to its whisper file, stops the threads and
-/// frees the handle. NULL is a no-op. No other thread may use the handle during or after.
+/// Stops the listener, writes every cached point to its whisper file (to a go-carbon dump
+/// file instead with `[dump] enabled`), stops the threads and frees the handle. NULL is a
+/// no-op. No other thread may use the handle during or after.
 ///
 /// # Safety
 /// `c` is NULL or from `carbon_open`, and not used again.
