@@ -4,12 +4,13 @@
 #
 #   bench/carbonlite-node.sh [--port 2303] [--data-dir DIR] [--workers N] [--sparse true|false]
 #                            [--persist true|false] [--max-size N]
+#                            [--journal off|always|interval|never]
 #
 # Uses ../shared/bench/conf's W1 storage schemas (10s:1d,1m:30d, average, xff 0.5).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
-port=2303 data_dir=/tmp/peers/data/carbonlite workers=2 sparse=false persist=true max_size=0
+port=2303 data_dir=/tmp/peers/data/carbonlite workers=2 sparse=false persist=true max_size=0 journal=off
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --port) port="$2"; shift 2;;
@@ -18,6 +19,7 @@ while [[ $# -gt 0 ]]; do
     --sparse) sparse="$2"; shift 2;;
     --persist) persist="$2"; shift 2;;
     --max-size) max_size="$2"; shift 2;;
+    --journal) journal="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -41,4 +43,7 @@ overflow = "block"
 enabled = true
 listen = "127.0.0.1:$port"
 CONF
+if [[ "$journal" != off ]]; then
+  printf '[journal]\nenabled = true\nfsync = "%s"\n' "$journal" >> "$conf"
+fi
 exec "$ROOT/target/release/carbonlite" -config "$conf"

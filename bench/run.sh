@@ -2,15 +2,15 @@
 # Runs the issue workloads against carbonlite and its peers, interleaved round-robin on one
 # machine (../shared/bench/interleave.sh), and prints median tables.
 #
-#   bench/run.sh [w1|w2|w3|all] [ROUNDS]        (default: all 3)
+#   bench/run.sh [w1|w2|w3|w1j|all] [ROUNDS]    (default: all 3)
 #
 # W1 = 10,000 metrics x 60 points persisted (carbonlite full + sparse vs python carbon-cache),
 # W2 = 100,000 metrics x 10 points over one TCP connection, cache only (vs carbon-c-relay),
-# W3 = W1 onto existing files. Installs Debian graphite-carbon / carbon-c-relay on first use.
+# W3 = W1 onto existing files, W1J = W1 with the journal off / fsync=interval / fsync=always. Installs Debian graphite-carbon / carbon-c-relay on first use.
 # Results: bench/results/*.jsonl.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="$ROOT/../shared/bench"
+SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
 what="${1:-all}" rounds="${2:-3}"
 RES="$ROOT/bench/results"
 mkdir -p "$RES"
@@ -41,10 +41,15 @@ w3() {
 --name carbonlite-sparse --workload W3 --port 2303 --prefill-start -1190 --prefill-settle 10 --interval 0.1 --quiet 30 --results $RES/carbonlite-sparse-W3.jsonl --data-dir /tmp/peers/data/carbonlite -- $node --port 2303 --data-dir /tmp/peers/data/carbonlite --sparse true
 SPEC
 }
+w1j() {
+  for j in off interval always; do
+    echo "--name carbonlite-journal-$j --workload W1 --port 2303 --results $RES/carbonlite-journal-$j-W1.jsonl --data-dir /tmp/peers/data/carbonlite -- $node --port 2303 --data-dir /tmp/peers/data/carbonlite --sparse false --journal $j"
+  done
+}
 case "$what" in
-  w1) w1 > "$spec";; w2) w2 > "$spec";; w3) w3 > "$spec";;
+  w1) w1 > "$spec";; w1j) w1j > "$spec";; w2) w2 > "$spec";; w3) w3 > "$spec";;
   all) { w1; w2; w3; } > "$spec";;
-  *) echo "usage: bench/run.sh [w1|w2|w3|all] [ROUNDS]" >&2; exit 2;;
+  *) echo "usage: bench/run.sh [w1|w2|w3|w1j|all] [ROUNDS]" >&2; exit 2;;
 esac
 "$SHARED/interleave.sh" "$rounds" "$spec"
 python3 "$SHARED/summarize.py" "$RES"

@@ -226,6 +226,58 @@ typedef struct {
    * Open pickle connections.
    */
   uint64_t pickle_active;
+  /**
+   * Bytes the journal's segments take now (`[journal] enabled`; 0 otherwise).
+   */
+  uint64_t journal_bytes;
+  /**
+   * Journal segment files now.
+   */
+  uint64_t journal_segments;
+  /**
+   * Journal records appended (one per add call or buffer of lines).
+   */
+  uint64_t journal_appends;
+  /**
+   * Bytes appended to the journal.
+   */
+  uint64_t journal_appended_bytes;
+  /**
+   * fsyncs of journal segments.
+   */
+  uint64_t journal_fsyncs;
+  /**
+   * Points replayed from the journal by `carbon_open`.
+   */
+  uint64_t journal_replayed;
+  /**
+   * Journal failures: appends, replay, segment release, damage found at open.
+   */
+  uint64_t journal_errors;
+  /**
+   * Points refused because the journal reached `max-size` (also in `overflow`).
+   */
+  uint64_t journal_refused;
+  /**
+   * Journal segments deleted because their points are in whisper files.
+   */
+  uint64_t journal_released;
+  /**
+   * Corrupt whisper files moved to `<data-dir>/.corrupt/`.
+   */
+  uint64_t quarantined;
+  /**
+   * Points written to a `[dump]` file on close.
+   */
+  uint64_t dump_points;
+  /**
+   * Points restored from `[dump]` files on open.
+   */
+  uint64_t restored_points;
+  /**
+   * Dump files that could not be written or read, or were damaged.
+   */
+  uint64_t dump_errors;
 } carbon_counters;
 
 /**
@@ -263,9 +315,9 @@ typedef struct {
  */
 typedef struct {
   /**
-   * `host:port[:instance]` as configured, NUL-terminated (cut to fit).
+   * `host:port[:instance]` as configured, NUL-terminated (cut to fit 256 bytes).
    */
-  char destination[CARBON_DESTINATION_NAME_LEN];
+  char destination[256];
   /**
    * True for this process's own entry (`local`): its share is stored, not sent, and the
    * sender counters stay 0.
@@ -421,8 +473,9 @@ void whisper_series_free(whisper_series *s);
 int carbon_stats(carbon *c, carbon_counters *out);
 
 /**
- * Stops the listener, writes every cached point to its whisper file, stops the threads and
- * frees the handle. NULL is a no-op. No other thread may use the handle during or after.
+ * Stops the listener, writes every cached point to its whisper file (to a go-carbon dump
+ * file instead with `[dump] enabled`), stops the threads and frees the handle. NULL is a
+ * no-op. No other thread may use the handle during or after.
  *
  * # Safety
  * `c` is NULL or from `carbon_open`, and not used again.

@@ -37,6 +37,32 @@ pub struct Config {
     pub pickle: PickleConfig,
     /// `[journal]` (carbonlite's section): the write-ahead journal in the data dir.
     pub journal: JournalConfig,
+    /// `[dump]` (go-carbon): cache written out on close, read back on open.
+    pub dump: DumpConfig,
+}
+
+/// `[dump]` (go-carbon's keys and file format, see `crate::dump`).
+#[derive(Debug, Clone)]
+pub struct DumpConfig {
+    /// Whether close dumps the cache (instead of writing it to whisper) and open restores.
+    pub enabled: bool,
+    /// Directory of the dump files; None = `<data-dir>/.dump` (go-carbon's default,
+    /// `/var/lib/graphite/dump/`, is a daemon's path, not an embedded library's).
+    pub path: Option<PathBuf>,
+    /// Records (a metric's points in a cache dump, a line in an input file) restored per
+    /// second; 0 = unlimited, restored before `open` returns. Otherwise restored in the
+    /// background, as go-carbon does.
+    pub restore_per_second: u32,
+}
+
+impl Config {
+    /// Where `[dump]` files go.
+    pub fn dump_dir(&self) -> PathBuf {
+        self.dump
+            .path
+            .clone()
+            .unwrap_or_else(|| self.whisper.data_dir.join(".dump"))
+    }
 }
 
 /// `[journal]`: how points accepted by `carbon_add*` are made durable before they reach
@@ -105,6 +131,9 @@ pub struct WhisperConfig {
     pub enabled: bool,
     /// Bound on whisper files kept open by the persister (carbonlite's key).
     pub max_open_files: usize,
+    /// Move corrupt files to `<data-dir>/.corrupt/<relative path>` so their metric's points
+    /// create a fresh file (carbonlite's key; default off: corrupt files are only reported).
+    pub quarantine_corrupt: bool,
 }
 
 /// `[cache]`.
@@ -217,6 +246,7 @@ impl Config {
                 sparse_create: false,
                 enabled: true,
                 max_open_files: 4096,
+                quarantine_corrupt: false,
             },
             cache: CacheConfig {
                 max_size: 1_000_000,
@@ -265,6 +295,11 @@ impl Config {
                 fsync_interval: Duration::from_secs(1),
                 max_size: 0,
                 segment_size: 64 << 20,
+            },
+            dump: DumpConfig {
+                enabled: false,
+                path: None,
+                restore_per_second: 0,
             },
         }
     }
@@ -317,6 +352,7 @@ impl Config {
                 "udp" => self.apply_udp(&mut cx, t)?,
                 "pickle" => self.apply_pickle(&mut cx, t)?,
                 "journal" => self.apply_journal(&mut cx, t)?,
+                "dump" => self.apply_dump(&mut cx, t)?,
                 "carbonlink" => self.apply_carbonlink(&mut cx, t)?,
                 "carbonserver" => self.apply_carbonserver(&mut cx, t)?,
                 _ => {
@@ -421,6 +457,7 @@ impl Config {
                 "max-open-files" => {
                     w.max_open_files = cx.int("whisper", k, v, 1, 1 << 24)? as usize
                 }
+                "quarantine-corrupt" => w.quarantine_corrupt = cx.bool("whisper", k, v)?,
                 "quotas-file"
                 | "physical-size-factor"
                 | "flock"
@@ -597,6 +634,23 @@ impl Config {
     }
 }
 
+impl Config {
+    fn apply_dump(&mut self, cx: &mut Cx, t: &toml::Table) -> Result<()> {
+        for (k, v) in t {
+            let c = &mut self.dump;
+            match k.as_str() {
+                "enabled" => c.enabled = cx.bool("dump", k, v)?,
+                "path" => c.path = non_empty(cx.string("dump", k, v)?),
+                "restore-per-second" => {
+                    c.restore_per_second = cx.int("dump", k, v, 0, u32::MAX as i64)? as u32
+                }
+                _ => return Err(cx.err("dump", k, "unknown key in [dump]".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// go-carbon sections carbonlite does not implement yet, with their keys (empty = free-form).
 fn go_carbon_keys(section: &str) -> Option<&'static [&'static str]> {
     let keys: &[&str] = match section {
@@ -610,7 +664,6 @@ fn go_carbon_keys(section: &str) -> Option<&'static [&'static str]> {
             "tagdb-update-interval",
             "local-dir",
         ],
-        "dump" => &["enabled", "path", "restore-per-second"],
         "pprof" => &["listen", "enabled"],
         "prometheus" => &["enabled", "endpoint", "labels"],
         "tracing" => &["enabled", "jaegerEndpoint", "stdout", "send_timeout"],
@@ -971,5 +1024,27 @@ mod tests {
         assert_eq!(parse_size("3 MB"), Some(3_000_000));
         assert_eq!(parse_size("99999999999TiB"), None);
         assert_eq!(parse_size("MiB"), None);
+    }
+
+    #[test]
+    fn dump_section_and_quarantine_key() {
+        let d = Config::embedded("/d");
+        assert!(!d.dump.enabled && !d.whisper.quarantine_corrupt);
+        assert_eq!(d.dump_dir(), PathBuf::from("/d/.dump"));
+        let c = Config::embedded("/d")
+            .apply_toml(
+                "[dump]\nenabled = true\npath = \"/var/lib/graphite/dump/\"\nrestore-per-second = 100\n\
+                 [whisper]\nquarantine-corrupt = true\n",
+                "t",
+            )
+            .unwrap();
+        assert!(c.dump.enabled && c.whisper.quarantine_corrupt);
+        assert_eq!(c.dump_dir(), PathBuf::from("/var/lib/graphite/dump/"));
+        assert_eq!(c.dump.restore_per_second, 100);
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+        let e = Config::embedded("/d")
+            .apply_toml("[dump]\nrestore-per-second = -1\n", "t")
+            .unwrap_err();
+        assert!(e.to_string().contains("restore-per-second"), "{e}");
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) receiver_addrs: Mutex<crate::receiver::Bound>,
     /// `[cluster]`: every add is routed through it (None = standalone).
     pub(crate) cluster: Option<crate::cluster::Routed>,
+    /// The write-ahead journal, when `[journal] enabled`.
+    pub(crate) durability: Option<crate::durability::Durability>,
 }
 
 /// What `add_lines` did with a buffer: every line is either accepted or counted as rejected.
@@ -59,7 +61,7 @@ pub struct AddLinesOutcome {
 }
 
 impl AddLinesOutcome {
-    fn record(&mut self, r: Result<()>) {
+    pub(crate) fn record(&mut self, r: Result<()>) {
         match r {
             Ok(()) => self.accepted += 1,
             Err(e) => {
@@ -132,19 +134,14 @@ impl Carbon {
     /// Creates the data dir if needed, reads the storage rules and starts the persister
     /// workers, the self-metrics timer and, when `[tcp] enabled`, the listener.
     pub fn open(config: Config) -> Result<Carbon> {
-        if config.journal.enabled {
-            // crate::journal exists and is tested, but add/open do not use it yet: refuse
-            // rather than promise durability that is not there.
-            return Err(Error::Config {
-                file: "<config>".into(),
-                line: 0,
-                message: "[journal] enabled = true: the write-ahead journal is not wired into \
-                          the node yet"
-                    .into(),
-            });
-        }
         let data_dir = config.whisper.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
+        let (durability, replay) = match config.journal.enabled {
+            true => {
+                crate::durability::Durability::open(&config).map(|(d, r)| (Some(d), Some(r)))?
+            }
+            false => (None, None),
+        };
         let rules = StorageRules::load(
             config.whisper.schemas_file.as_deref(),
             config.whisper.aggregation_file.as_deref(),
@@ -170,6 +167,7 @@ impl Carbon {
             accepting: std::sync::atomic::AtomicUsize::new(0),
             receiver_addrs: Mutex::new(Default::default()),
             cluster,
+            durability,
             config,
         });
         let carbon = Carbon {
@@ -185,6 +183,12 @@ impl Carbon {
                 let p = persister.clone();
                 threads.push(spawn(format!("carbonlite-persist-{i}"), move || p.run())?);
             }
+        }
+        // Journal replay and dump restore fill the cache before any listener starts.
+        if let Err(e) = crate::durability::start(&shared, replay.as_ref(), &mut threads) {
+            *carbon.threads.lock() = threads;
+            carbon.close();
+            return Err(e);
         }
         if !shared.config.common.metric_interval.is_zero()
             && shared.config.common.metric_endpoint == "local"
@@ -315,6 +319,12 @@ impl Carbon {
         self.shared.snapshot()
     }
 
+    /// Text of the most recent background failure (whisper write, corrupt file, journal
+    /// damage found at open, dump), for logs; the counters in `stats` say how many.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_write_error.lock().clone()
+    }
+
     /// Stops the listener, flushes everything, stops the workers. Idempotent; `Drop` calls it.
     pub fn close(&self) {
         if self.closed.swap(true, Relaxed) {
@@ -325,13 +335,17 @@ impl Carbon {
         if let Some(r) = &self.shared.cluster {
             r.close();
         }
-        // Everything accepted must reach disk before the workers stop.
-        if self.shared.config.whisper.enabled {
-            let _ = self.shared.flush();
+        // Everything accepted must reach disk (or the dump) before the workers stop.
+        let dump = self.shared.config.dump.enabled;
+        if self.shared.config.whisper.enabled && !dump {
+            crate::durability::flushed_on_close(&self.shared, self.shared.flush());
         }
         self.shared.shutdown.store(true, Relaxed);
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
+        }
+        if dump {
+            crate::dump::dump_on_close(&self.shared);
         }
     }
 }
@@ -415,6 +429,34 @@ impl Shared {
 
     /// `add_point` for a name that already went through `canonical_name`.
     fn add_canonical(&self, name: &str, p: Point) -> Result<()> {
+        let _logged = self.journal_one(name, p, false)?;
+        self.cache_canonical(name, p)
+    }
+
+    /// Journals one point when `[journal] enabled`; hold the guard until it is cached.
+    #[inline]
+    fn journal_one(
+        &self,
+        name: &str,
+        p: Point,
+        wait: bool,
+    ) -> Result<Option<crate::durability::Logged<'_>>> {
+        match &self.durability {
+            None => Ok(None),
+            Some(d) => d
+                .log(
+                    || std::iter::once((name, p)),
+                    1,
+                    wait,
+                    &self.stats,
+                    &self.shutdown,
+                )
+                .map(Some),
+        }
+    }
+
+    /// `add_canonical` without the journal (already journaled, or replayed from it).
+    fn cache_canonical(&self, name: &str, p: Point) -> Result<()> {
         match self.cache.add(name, p) {
             Ok(AddOutcome::Added) => {
                 self.stats.metrics_received.fetch_add(1, Relaxed);
@@ -444,9 +486,15 @@ impl Shared {
 
     /// `add_point_waiting` for a name that already went through `canonical_name`.
     fn add_canonical_waiting(&self, name: &str, p: Point) -> Result<()> {
+        let _logged = self.journal_one(name, p, true)?;
+        self.cache_canonical_waiting(name, p)
+    }
+
+    /// `add_canonical_waiting` without the journal.
+    fn cache_canonical_waiting(&self, name: &str, p: Point) -> Result<()> {
         if matches!(self.config.cache.overflow, crate::cache::Overflow::Drop) {
             // The operator chose go-carbon's behaviour: drop and count.
-            return self.add_canonical(name, p);
+            return self.cache_canonical(name, p);
         }
         loop {
             match self.cache.add_waiting(name, p, Duration::from_millis(100)) {
@@ -526,15 +574,30 @@ impl Shared {
 
     /// Adds and empties `batch`; points beyond the cache's free room go through `add` one by
     /// one, which applies the overflow policy exactly as `add_point` would.
-    fn add_batch(&self, batch: &mut AddBatch<'_>, out: &mut AddLinesOutcome, wait: bool) {
+    pub(crate) fn add_batch(
+        &self,
+        batch: &mut AddBatch<'_>,
+        out: &mut AddLinesOutcome,
+        wait: bool,
+    ) {
         if batch.is_empty() {
             return;
         }
+        let _logged = match &self.durability {
+            None => None,
+            Some(d) => match d.log_batch(batch, wait, &self.stats, &self.shutdown) {
+                Ok(g) => Some(g),
+                Err(e) => return crate::durability::refuse_batch(batch, out, e),
+            },
+        };
         let added = self.cache.add_batch(batch);
         self.stats.metrics_received.fetch_add(added as u64, Relaxed);
         out.accepted += added as u64;
         for (name, p) in batch.rest(added) {
-            out.record(self.add_one(name, p, wait));
+            out.record(match wait {
+                true => self.cache_canonical_waiting(name, p),
+                false => self.cache_canonical(name, p),
+            });
         }
         batch.clear();
     }
@@ -624,6 +687,9 @@ impl Shared {
         } else {
             0
         };
+        if let Some(d) = &self.durability {
+            d.fill(&mut s);
+        }
         s
     }
 }

@@ -56,7 +56,7 @@ pub enum Error {
     #[error("invalid time interval: {0}")]
     InvalidTimeInterval(String),
     /// The cache is at `max-size` and the overflow policy refused points.
-    #[error("cache full: {accepted} points accepted, {refused} refused")]
+    #[error("cache or journal full (max-size): {accepted} points accepted, {refused} refused")]
     Full {
         /// Points taken before the cache filled.
         accepted: u64,

@@ -11,6 +11,8 @@ pub mod carbonlink;
 pub mod carbonserver;
 pub mod cluster;
 pub mod config;
+pub mod dump;
+mod durability;
 pub mod engine;
 pub mod error;
 #[allow(unsafe_code)] // the C boundary is the one place raw pointers are handled

@@ -22,6 +22,9 @@ use crate::whisper::{CreateOptions, WhisperFile};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// First wait after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait after a full disk: a retry costs one failed syscall, and space usually comes
+/// back all at once (a file deleted, a volume grown), so points should follow within seconds.
+const MAX_DISK_FULL_BACKOFF: Duration = Duration::from_secs(2);
 /// Lock stripes keyed by file path. The cache keeps one batch per metric in flight, but two
 /// names can share a file (`a..b` and `a.b` both live in `a/b.wsp`) and the pool may hand out
 /// a second handle after evicting the first: the stripe keeps one writer per file regardless
@@ -136,13 +139,7 @@ impl Persister {
 
     fn write(&self, batch: &Batch) -> Result<Outcome> {
         let path = self.shared.metric_path(&batch.name)?;
-        let stripe = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            path.hash(&mut h);
-            h.finish() as usize % STRIPES
-        };
-        let _one_writer = self.stripes[stripe].lock();
+        let _one_writer = self.stripes[stripe_of(&path)].lock();
         let file = match self.shared.pool.get(&path) {
             Ok(f) => f,
             Err(Error::NotFound(_)) => {
@@ -199,6 +196,23 @@ impl Persister {
         if let Ok(path) = self.shared.metric_path(&batch.name) {
             // A corrupt or replaced file must be re-read, not served from the pool.
             self.shared.pool.remove(&path);
+            if matches!(e, Error::Corrupt { .. }) && self.shared.config.whisper.quarantine_corrupt {
+                match self.quarantine(&path) {
+                    Ok(to) => {
+                        s.quarantined.fetch_add(1, Relaxed);
+                        *self.shared.last_write_error.lock() =
+                            Some(format!("{e}; moved to {}", to.display()));
+                        // The points create a fresh file right away.
+                        self.shared.cache.requeue(batch, None);
+                        return;
+                    }
+                    Err(q) => {
+                        *self.shared.last_write_error.lock() =
+                            Some(format!("{e}; quarantine failed: {q}"));
+                        s.write_errors.fetch_add(1, Relaxed);
+                    }
+                }
+            }
         }
         *self.shared.last_write_error.lock() = Some(e.to_string());
         let n = {
@@ -207,11 +221,48 @@ impl Persister {
             *n = n.saturating_add(1);
             *n
         };
-        let backoff = MIN_BACKOFF.saturating_mul(1 << n.min(8)).min(MAX_BACKOFF);
+        let cap = if e.is_disk_full() {
+            MAX_DISK_FULL_BACKOFF
+        } else {
+            MAX_BACKOFF
+        };
+        let backoff = MIN_BACKOFF.saturating_mul(1 << n.min(8)).min(cap);
         self.shared
             .cache
             .requeue(batch, Some(Instant::now() + backoff));
     }
+}
+
+impl Persister {
+    /// Moves a corrupt file to `<data-dir>/.corrupt/<relative path>` (a numbered name if one
+    /// is already there), under the file's stripe lock so no writer has it open meanwhile.
+    fn quarantine(&self, path: &std::path::Path) -> Result<std::path::PathBuf> {
+        let _one_writer = self.stripes[stripe_of(path)].lock();
+        let root = &self.shared.config.whisper.data_dir;
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        let mut to = root.join(".corrupt").join(rel);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut n = 0;
+        while to.symlink_metadata().is_ok() {
+            n += 1;
+            to = to.with_file_name(format!(
+                "{}.{n}",
+                rel.file_name().unwrap_or_default().to_string_lossy()
+            ));
+        }
+        std::fs::rename(path, &to).map_err(|e| Error::io(path, e))?;
+        self.shared.pool.remove(path);
+        Ok(to)
+    }
+}
+
+fn stripe_of(path: &std::path::Path) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() as usize % STRIPES
 }
 
 #[cfg(test)]

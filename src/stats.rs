@@ -49,6 +49,14 @@ pub struct Stats {
     pub pickle_errors: AtomicU64,
     /// Open pickle connections.
     pub pickle_active: AtomicU64,
+    /// Corrupt whisper files moved to `<data-dir>/.corrupt/` (`[whisper] quarantine-corrupt`).
+    pub quarantined: AtomicU64,
+    /// Points written to a `[dump]` file on close.
+    pub dump_points: AtomicU64,
+    /// Points read back from `[dump]` files on open.
+    pub restored_points: AtomicU64,
+    /// Dump files that could not be written, read or removed, or were cut short.
+    pub dump_errors: AtomicU64,
 }
 
 /// A consistent-enough copy of every counter plus the cache gauges.
@@ -104,6 +112,32 @@ pub struct Snapshot {
     pub pickle_errors: u64,
     /// See [`Stats::pickle_active`].
     pub pickle_active: u64,
+    /// Bytes the journal's live segments take now (gauge).
+    pub journal_bytes: u64,
+    /// Live journal segment files (gauge).
+    pub journal_segments: u64,
+    /// Journal records appended (one per add call or batch of lines).
+    pub journal_appends: u64,
+    /// Bytes appended to the journal.
+    pub journal_appended_bytes: u64,
+    /// fsyncs of journal segments.
+    pub journal_fsyncs: u64,
+    /// Points replayed from the journal at open.
+    pub journal_replayed: u64,
+    /// Journal failures: appends, replay, release, and damaged spans found at open.
+    pub journal_errors: u64,
+    /// Points refused because the journal reached `max-size` (also counted in `overflow`).
+    pub journal_refused: u64,
+    /// Journal segments deleted once their points were in whisper files.
+    pub journal_released: u64,
+    /// See [`Stats::quarantined`].
+    pub quarantined: u64,
+    /// See [`Stats::dump_points`].
+    pub dump_points: u64,
+    /// See [`Stats::restored_points`].
+    pub restored_points: u64,
+    /// See [`Stats::dump_errors`].
+    pub dump_errors: u64,
 }
 
 impl Stats {
@@ -130,6 +164,10 @@ impl Stats {
             pickle_metrics_received: self.pickle_metrics_received.load(Relaxed),
             pickle_errors: self.pickle_errors.load(Relaxed),
             pickle_active: self.pickle_active.load(Relaxed),
+            quarantined: self.quarantined.load(Relaxed),
+            dump_points: self.dump_points.load(Relaxed),
+            restored_points: self.restored_points.load(Relaxed),
+            dump_errors: self.dump_errors.load(Relaxed),
             ..Snapshot::default()
         }
     }
@@ -205,6 +243,45 @@ impl Snapshot {
             ),
             ("pickle.errors", d(self.pickle_errors, prev.pickle_errors)),
             ("pickle.active", self.pickle_active as f64),
+            ("journal.bytes", self.journal_bytes as f64),
+            ("journal.segments", self.journal_segments as f64),
+            (
+                "journal.appends",
+                d(self.journal_appends, prev.journal_appends),
+            ),
+            (
+                "journal.appendedBytes",
+                d(self.journal_appended_bytes, prev.journal_appended_bytes),
+            ),
+            (
+                "journal.fsyncs",
+                d(self.journal_fsyncs, prev.journal_fsyncs),
+            ),
+            (
+                "journal.replayedPoints",
+                d(self.journal_replayed, prev.journal_replayed),
+            ),
+            (
+                "journal.errors",
+                d(self.journal_errors, prev.journal_errors),
+            ),
+            (
+                "journal.refusedPoints",
+                d(self.journal_refused, prev.journal_refused),
+            ),
+            (
+                "journal.releasedSegments",
+                d(self.journal_released, prev.journal_released),
+            ),
+            (
+                "persister.quarantined",
+                d(self.quarantined, prev.quarantined),
+            ),
+            (
+                "dump.restoredPoints",
+                d(self.restored_points, prev.restored_points),
+            ),
+            ("dump.errors", d(self.dump_errors, prev.dump_errors)),
         ]
     }
 }

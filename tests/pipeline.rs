@@ -250,16 +250,3 @@ fn self_metrics_are_written_with_go_carbon_names() {
         assert!(p.join(f).exists(), "{f} missing");
     }
 }
-
-#[test]
-fn sections_not_wired_yet_are_refused_not_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    #[allow(clippy::single_element_loop, reason = "[cluster] is wired now")]
-    for (toml, what) in [("[journal]\nenabled = true\n", "[journal]")] {
-        let cfg = Config::embedded(dir.path())
-            .apply_toml(toml, "<test>")
-            .unwrap();
-        let err = Carbon::open(cfg).unwrap_err().to_string();
-        assert!(err.contains(what) && err.contains("not"), "{err}");
-    }
-}

@@ -86,6 +86,32 @@ pub struct carbon_counters {
     pub pickle_errors: u64,
     /// Open pickle connections.
     pub pickle_active: u64,
+    /// Bytes the journal's segments take now (`[journal] enabled`; 0 otherwise).
+    pub journal_bytes: u64,
+    /// Journal segment files now.
+    pub journal_segments: u64,
+    /// Journal records appended (one per add call or buffer of lines).
+    pub journal_appends: u64,
+    /// Bytes appended to the journal.
+    pub journal_appended_bytes: u64,
+    /// fsyncs of journal segments.
+    pub journal_fsyncs: u64,
+    /// Points replayed from the journal by `carbon_open`.
+    pub journal_replayed: u64,
+    /// Journal failures: appends, replay, segment release, damage found at open.
+    pub journal_errors: u64,
+    /// Points refused because the journal reached `max-size` (also in `overflow`).
+    pub journal_refused: u64,
+    /// Journal segments deleted because their points are in whisper files.
+    pub journal_released: u64,
+    /// Corrupt whisper files moved to `<data-dir>/.corrupt/`.
+    pub quarantined: u64,
+    /// Points written to a `[dump]` file on close.
+    pub dump_points: u64,
+    /// Points restored from `[dump]` files on open.
+    pub restored_points: u64,
+    /// Dump files that could not be written or read, or were damaged.
+    pub dump_errors: u64,
 }
 
 /// Detailed result of `carbon_add_line_ex`.
@@ -369,6 +395,19 @@ pub unsafe extern "C" fn carbon_stats(c: *mut carbon, out: *mut carbon_counters)
             pickle_metrics_received: s.pickle_metrics_received,
             pickle_errors: s.pickle_errors,
             pickle_active: s.pickle_active,
+            journal_bytes: s.journal_bytes,
+            journal_segments: s.journal_segments,
+            journal_appends: s.journal_appends,
+            journal_appended_bytes: s.journal_appended_bytes,
+            journal_fsyncs: s.journal_fsyncs,
+            journal_replayed: s.journal_replayed,
+            journal_errors: s.journal_errors,
+            journal_refused: s.journal_refused,
+            journal_released: s.journal_released,
+            quarantined: s.quarantined,
+            dump_points: s.dump_points,
+            restored_points: s.restored_points,
+            dump_errors: s.dump_errors,
         };
         // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
         unsafe { out.write(v) };
@@ -376,8 +415,9 @@ pub unsafe extern "C" fn carbon_stats(c: *mut carbon, out: *mut carbon_counters)
     })
 }
 
-/// Stops the listener, writes every cached point to its whisper file, stops the threads and
-/// frees the handle. NULL is a no-op. No other thread may use the handle during or after.
+/// Stops the listener, writes every cached point to its whisper file (to a go-carbon dump
+/// file instead with `[dump] enabled`), stops the threads and frees the handle. NULL is a
+/// no-op. No other thread may use the handle during or after.
 ///
 /// # Safety
 /// `c` is NULL or from `carbon_open`, and not used again.
@@ -487,7 +527,8 @@ pub unsafe extern "C" fn carbon_find_list_free(list: *mut carbon_find_list) {
     })
 }
 
-/// Bytes of `carbon_destination_counters.destination`, NUL included.
+/// Bytes of `carbon_destination_counters.destination`, NUL included (the C struct spells
+/// out 256, since the header exports no constants).
 pub const CARBON_DESTINATION_NAME_LEN: usize = 256;
 
 /// Counters of one `[cluster]` destination (carbon-relay's `destinations.<d>.*`), filled by
@@ -495,8 +536,9 @@ pub const CARBON_DESTINATION_NAME_LEN: usize = 256;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct carbon_destination_counters {
-    /// `host:port[:instance]` as configured, NUL-terminated (cut to fit).
-    pub destination: [c_char; CARBON_DESTINATION_NAME_LEN],
+    /// `host:port[:instance]` as configured, NUL-terminated (cut to fit 256 bytes).
+    // A literal: cbindgen exports no constants (cbindgen.toml), so C sees the size here.
+    pub destination: [c_char; 256],
     /// True for this process's own entry (`local`): its share is stored, not sent, and the
     /// sender counters stay 0.
     pub local: bool,

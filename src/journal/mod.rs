@@ -211,6 +211,26 @@ impl Replay {
         Ok(n)
     }
 
+    /// Calls `f` with every replayed record's points in order (names borrowed from the
+    /// segment, read one segment at a time), so the caller can insert them batch by batch.
+    /// Returns the number of points.
+    pub fn for_each_record(&self, mut f: impl FnMut(&[(&str, Point)])) -> Result<u64> {
+        let mut n = 0u64;
+        for seg in &self.segments {
+            let bytes = read_file(&seg.path)?;
+            let mut entries = Vec::new();
+            for r in &seg.records {
+                let payload = record_payload(&bytes, r, &seg.path)?;
+                entries.clear();
+                record::decode(payload, |name, p| entries.push((name, p)))
+                    .map_err(|e| Error::corrupt(&seg.path, e.0))?;
+                n += entries.len() as u64;
+                f(&entries);
+            }
+        }
+        Ok(n)
+    }
+
     /// The replayed batches in order, with their LSNs.
     pub fn batches(&self) -> Result<Vec<ReplayBatch>> {
         let mut out = Vec::with_capacity(self.report.records as usize);
@@ -466,15 +486,48 @@ impl Journal {
     /// 1 GiB encoded; [`Error::Io`] when a write or fsync failed (now or earlier: the journal
     /// then refuses every append until reopened). An empty batch returns the current tail.
     pub fn append(&self, entries: &[(&str, Point)]) -> Result<Lsn> {
-        if entries.is_empty() {
+        self.append_iter(entries.iter().copied(), entries.len())
+    }
+
+    /// [`Journal::append`] for `len` entries that are not in a slice (no copy first).
+    pub fn append_iter<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a str, Point)>,
+        len: usize,
+    ) -> Result<Lsn> {
+        if len == 0 {
             return Ok(self.inner.state.lock().tail);
         }
-        let estimate = entries.iter().map(|(n, _)| n.len() + 20).sum::<usize>();
-        let mut rec = Vec::with_capacity(record::HEADER_LEN + estimate);
-        if record::encode(entries, &mut rec).is_none() {
+        let mut rec = Vec::with_capacity(record::HEADER_LEN + len * 48);
+        if record::encode_iter(entries, &mut rec).is_none() {
             return Err(Error::invalid("journal batch larger than 1 GiB encoded"));
         }
-        self.inner.submit(rec, entries.len() as u64)
+        self.inner.submit(rec, len as u64)
+    }
+
+    /// Closes the journal and deletes every segment, the current one included: for a clean
+    /// close once every point ever appended is in whisper files (or a dump), so the next open
+    /// has nothing to replay. Every later append fails. Appends racing with this are the
+    /// caller's to prevent.
+    pub fn retire(&self) -> Result<usize> {
+        let ids: Vec<u64> = {
+            let mut st = self.inner.state.lock();
+            let ids = st.segments.keys().copied().collect();
+            st.segments.clear();
+            st.total = 0;
+            // Nothing may be appended to a segment about to disappear.
+            st.failed = Some((std::io::ErrorKind::Other, "journal retired".into()));
+            ids
+        };
+        for &id in &ids {
+            let path = self.inner.dir.join(segment::file_name(id));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Ok(ids.len())
     }
 
     /// Forces everything written so far to disk (any policy) and returns the durable position.
@@ -547,6 +600,15 @@ impl Journal {
             writes: s.writes.load(Ordering::Relaxed),
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.inner.dir)
+            .field("opts", &self.inner.opts)
+            .finish()
     }
 }
 

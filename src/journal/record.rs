@@ -29,6 +29,14 @@ pub struct DecodeError(pub &'static str);
 /// Appends the record for `entries` to `out`. Returns the number of bytes written.
 /// `None` if the payload would exceed [`MAX_PAYLOAD`] (`out` is then left unchanged).
 pub fn encode(entries: &[(&str, Point)], out: &mut Vec<u8>) -> Option<usize> {
+    encode_iter(entries.iter().copied(), out)
+}
+
+/// [`encode`] for entries that are not in a slice (the engine's batches): no copy first.
+pub fn encode_iter<'a>(
+    entries: impl IntoIterator<Item = (&'a str, Point)>,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     let start = out.len();
     out.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // len + crc, filled in below

@@ -93,6 +93,19 @@ class CarbonCounters(ctypes.Structure):
             "pickle_metrics_received",
             "pickle_errors",
             "pickle_active",
+            "journal_bytes",
+            "journal_segments",
+            "journal_appends",
+            "journal_appended_bytes",
+            "journal_fsyncs",
+            "journal_replayed",
+            "journal_errors",
+            "journal_refused",
+            "journal_released",
+            "quarantined",
+            "dump_points",
+            "restored_points",
+            "dump_errors",
         )
     ]
 
@@ -109,7 +122,7 @@ class CarbonFindList(ctypes.Structure):
     _fields_ = [("matches", ctypes.POINTER(CarbonFindMatch)), ("len", ctypes.c_size_t)]
 
 
-#: Bytes of `carbon_destination_counters.destination` (CARBON_DESTINATION_NAME_LEN).
+#: Bytes of `carbon_destination_counters.destination` (256, as the header spells it).
 DESTINATION_NAME_LEN = 256
 
 
