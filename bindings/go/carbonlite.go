@@ -321,6 +321,28 @@ type Stats struct {
 	CacheMaxSize       uint64
 	NotConfirmed       uint64
 	Workers            uint64
+	// Listeners beside TCP ([udp], [pickle]).
+	UDPMetricsReceived    uint64
+	UDPErrors             uint64
+	PickleMetricsReceived uint64
+	PickleErrors          uint64
+	PickleActive          uint64
+	// The write-ahead journal ([journal]): size now, and counters since Open.
+	JournalBytes         uint64
+	JournalSegments      uint64
+	JournalAppends       uint64
+	JournalAppendedBytes uint64
+	JournalFsyncs        uint64
+	JournalReplayed      uint64
+	JournalErrors        uint64
+	JournalRefused       uint64
+	JournalReleased      uint64
+	// Corrupt files moved to <data-dir>/.corrupt/ ([whisper] quarantine-corrupt).
+	Quarantined uint64
+	// go-carbon's [dump]: points written on Close, points restored on Open, damaged files.
+	DumpPoints     uint64
+	RestoredPoints uint64
+	DumpErrors     uint64
 }
 
 // FindMatch is one node a Graphite glob matched: a leaf is a metric, else a branch.
@@ -388,5 +410,73 @@ func (c *Carbon) Stats() (Stats, error) {
 		CacheMaxSize:       uint64(s.cache_max_size),
 		NotConfirmed:       uint64(s.not_confirmed),
 		Workers:            uint64(s.workers),
+
+		UDPMetricsReceived:    uint64(s.udp_metrics_received),
+		UDPErrors:             uint64(s.udp_errors),
+		PickleMetricsReceived: uint64(s.pickle_metrics_received),
+		PickleErrors:          uint64(s.pickle_errors),
+		PickleActive:          uint64(s.pickle_active),
+		JournalBytes:          uint64(s.journal_bytes),
+		JournalSegments:       uint64(s.journal_segments),
+		JournalAppends:        uint64(s.journal_appends),
+		JournalAppendedBytes:  uint64(s.journal_appended_bytes),
+		JournalFsyncs:         uint64(s.journal_fsyncs),
+		JournalReplayed:       uint64(s.journal_replayed),
+		JournalErrors:         uint64(s.journal_errors),
+		JournalRefused:        uint64(s.journal_refused),
+		JournalReleased:       uint64(s.journal_released),
+		Quarantined:           uint64(s.quarantined),
+		DumpPoints:            uint64(s.dump_points),
+		RestoredPoints:        uint64(s.restored_points),
+		DumpErrors:            uint64(s.dump_errors),
 	}, nil
+}
+
+// DestinationStats are the counters of one [cluster] destination (carbon-relay's
+// destinations.<d>.* names); Local marks this process's own entry, whose share is stored here.
+type DestinationStats struct {
+	Destination     string
+	Local           bool
+	Sent            uint64
+	Queued          uint64
+	Dropped         uint64
+	Reconnects      uint64
+	ConnectFailures uint64
+	Spilled         uint64
+	QueryErrors     uint64
+}
+
+// DestinationStats copies the counters of every [cluster] destination, in configuration order
+// (empty for a handle opened without [cluster]).
+func (c *Carbon) DestinationStats() ([]DestinationStats, error) {
+	var n C.int
+	err := c.call("destination stats", func(p *C.carbon) C.int {
+		n = C.carbon_destination_count(p)
+		return n
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DestinationStats, 0, int(n))
+	for i := 0; i < int(n); i++ {
+		var d C.carbon_destination_counters
+		err := c.call("destination stats", func(p *C.carbon) C.int {
+			return C.carbon_destination_stats(p, C.size_t(i), &d)
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, DestinationStats{
+			Destination:     C.GoString(&d.destination[0]),
+			Local:           bool(d.local),
+			Sent:            uint64(d.sent),
+			Queued:          uint64(d.queued),
+			Dropped:         uint64(d.dropped),
+			Reconnects:      uint64(d.reconnects),
+			ConnectFailures: uint64(d.connect_failures),
+			Spilled:         uint64(d.spilled),
+			QueryErrors:     uint64(d.query_errors),
+		})
+	}
+	return out, nil
 }

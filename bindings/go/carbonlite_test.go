@@ -1,9 +1,11 @@
 package carbonlite
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -374,5 +376,109 @@ func TestFind(t *testing.T) {
 	}
 	if _, err := c.Find("a/../b"); err == nil {
 		t.Fatal("a path trick must be refused")
+	}
+}
+
+// Points acknowledged with fsync = "always" come back from the journal when the handle was
+// never closed (the process died), and the journal counters say so.
+func TestJournalStatsAndReplay(t *testing.T) {
+	dir := t.TempDir()
+	opts := "[journal]\nenabled = true\nfsync = \"always\"\n[whisper]\nenabled = false\n"
+	c, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	if _, err := c.AddString(fmt.Sprintf("j.a 1 %d\nj.b 2 %d\n", now, now)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.JournalAppends == 0 || st.JournalFsyncs == 0 || st.JournalAppendedBytes == 0 {
+		t.Fatalf("journal counters after an add: %+v", st)
+	}
+	// A second handle on the same dir while the first is open would race; copy the journal
+	// as a crash would leave it, then drop the first handle without its clean close.
+	crashed := t.TempDir()
+	if out, err := exec.Command("cp", "-a", dir+"/.", crashed).CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	c.Close()
+	r, err := Open(crashed, "[journal]\nenabled = true\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = r.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.JournalReplayed != 2 {
+		t.Fatalf("replayed %d points, want 2", st.JournalReplayed)
+	}
+	s, err := r.Fetch("j.b", now-60, now+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Values[len(s.Values)-1]; v != 2 {
+		t.Fatalf("j.b after replay: %v", s.Values)
+	}
+}
+
+// A routing handle sends what it does not own to its destination, and DestinationStats counts
+// it: the lines a plain listener receives equal the destination's Sent.
+func TestDestinationStats(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lines := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { lines <- n }()
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		sc := bufio.NewScanner(conn)
+		for sc.Scan() {
+			n++
+		}
+	}()
+	remote := ln.Addr().String()
+	opts := fmt.Sprintf("[cluster]\ndestinations = [\"127.0.0.1:1:local\", \"%s:remote\"]\n"+
+		"local = \"127.0.0.1:1:local\"\nprotocol = \"plain\"\n", remote)
+	c, _ := open(t, opts)
+	now := time.Now().Unix()
+	var b strings.Builder
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&b, "route.m%d %d %d\n", i, i, now)
+	}
+	if n, err := c.AddString(b.String()); err != nil || n != 200 {
+		t.Fatal(n, err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := c.DestinationStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 || !ds[0].Local || ds[1].Local || ds[1].Destination != remote+":remote" {
+		t.Fatalf("destinations %+v", ds)
+	}
+	if ds[1].Sent == 0 || ds[1].Sent == 200 || ds[1].Dropped != 0 || ds[1].Queued != 0 {
+		t.Fatalf("remote counters %+v (200 points over 2 destinations)", ds[1])
+	}
+	c.Close()
+	if got := <-lines; uint64(got) != ds[1].Sent {
+		t.Fatalf("listener received %d lines, destination says sent %d", got, ds[1].Sent)
 	}
 }
