@@ -76,24 +76,24 @@ impl AddLinesOutcome {
 /// batch (40 bytes a point) stays in L2.
 const ADD_CHUNK: usize = 4096;
 
-/// Bytes of a name that no name policy changes and `names::validate` accepts anywhere but
-/// at the ends or doubled (`.`): carbon-c-relay's `[0-9a-zA-Z-_:#]`, plus `.`.
-const fn plain_table() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b':' | b'#' | b'.');
-        b += 1;
-    }
-    t
+/// Whether `b` is a byte no name policy changes and `names::validate` accepts anywhere but
+/// at the ends or doubled (`.`): carbon-c-relay's `[0-9a-zA-Z-_:#]`, plus `.`. Comparisons
+/// only (no table), so the loop over a name vectorises.
+#[inline(always)]
+fn plain_byte(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'_')
+        | (b == b':')
+        | (b == b'#')
+        | (b == b'.')
 }
-static PLAIN: [bool; 256] = plain_table();
 
 /// Whether `canonical_name` certainly returns `name` unchanged: only `[0-9a-zA-Z-_:#]` and
 /// single inner dots (so no tags, nothing a name policy would clean, no `/`, NUL or `.`/`..`
 /// component), and too short for any component to exceed `MAX_COMPONENT_LEN` with `.wsp`.
-/// One branch-free pass instead of the general path's four; anything else takes that path.
+/// One vectorised pass instead of the general path's four; anything else takes that path.
 #[inline]
 fn plainly_valid(name: &[u8]) -> bool {
     let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
@@ -105,14 +105,10 @@ fn plainly_valid(name: &[u8]) -> bool {
     {
         return false;
     }
-    let (mut ok, mut prev_dot, mut double_dot) = (true, false, false);
-    for &b in name {
-        let dot = b == b'.';
-        ok &= PLAIN[usize::from(b)];
-        double_dot |= dot & prev_dot;
-        prev_dot = dot;
-    }
-    ok & !double_dot
+    // `last` is not a dot, so pairing it with the `a` pad finds nothing.
+    !crate::parse::any_pair(name, b'a', |b, next| {
+        !plain_byte(b) | ((b == b'.') & (next == b'.'))
+    })
 }
 
 /// An embedded carbon node. Every method takes `&self` and is safe to call from any number of
