@@ -395,13 +395,8 @@ impl Shared {
         }
     }
 
-    /// `add_point` for receivers: a full cache makes the caller wait for room instead of
+    /// `add_canonical` for receivers: a full cache makes the caller wait for room instead of
     /// refusing (so a socket stops being read), and waiting is not counted as overflow.
-    pub(crate) fn add_point_waiting(&self, metric: &str, p: Point) -> Result<()> {
-        self.add_canonical_waiting(&self.counted_canonical_name(metric)?, p)
-    }
-
-    /// `add_point_waiting` for a name that already went through `canonical_name`.
     fn add_canonical_waiting(&self, name: &str, p: Point) -> Result<()> {
         if matches!(self.config.cache.overflow, crate::cache::Overflow::Drop) {
             // The operator chose go-carbon's behaviour: drop and count.
@@ -424,17 +419,35 @@ impl Shared {
     }
 
     /// `add_lines` for stream receivers: points a full cache has no room for wait for it
-    /// (`add_point_waiting`) instead of being refused, so the socket stops being read.
+    /// (`add_canonical_waiting`) instead of being refused, so the socket stops being read.
     pub(crate) fn add_lines_waiting(&self, buf: &[u8], now: i64) -> AddLinesOutcome {
         self.add_lines_with(buf, now, true)
     }
 
     fn add_lines_with(&self, buf: &[u8], now: i64, wait: bool) -> AddLinesOutcome {
-        let mut out = AddLinesOutcome::default();
         // Lines are ~40 bytes: don't reserve a whole chunk for a short buffer.
-        let mut batch = AddBatch::with_capacity(ADD_CHUNK.min(buf.len() / 32 + 1));
+        self.add_parsed(plain::lines(buf, now), buf.len() / 32 + 1, wait)
+    }
+
+    /// `add_lines_waiting` for points already decoded (the pickle receiver): same names,
+    /// batches and waiting, in slice order.
+    pub(crate) fn add_points_waiting(&self, points: &[(&str, Point)]) -> AddLinesOutcome {
+        self.add_parsed(points.iter().map(|&pt| Ok(pt)), points.len(), true)
+    }
+
+    /// Names through `canonical_name`, points into the cache in `ADD_CHUNK` batches; a parse
+    /// error (counted in `parse_errors`) or a renamed or refused metric flushes the batch
+    /// first, so outcomes follow input order. `hint` sizes the batch.
+    fn add_parsed<'a>(
+        &self,
+        parsed: impl Iterator<Item = Result<(&'a str, Point)>>,
+        hint: usize,
+        wait: bool,
+    ) -> AddLinesOutcome {
+        let mut out = AddLinesOutcome::default();
+        let mut batch = AddBatch::with_capacity(ADD_CHUNK.min(hint));
         let mut parse_errors = 0;
-        for line in plain::lines(buf, now) {
+        for line in parsed {
             let (metric, p) = match line {
                 Ok(l) => l,
                 Err(e) => {
@@ -464,7 +477,9 @@ impl Shared {
             }
         }
         self.add_batch(&mut batch, &mut out, wait);
-        self.stats.parse_errors.fetch_add(parse_errors, Relaxed);
+        if parse_errors > 0 {
+            self.stats.parse_errors.fetch_add(parse_errors, Relaxed);
+        }
         out
     }
 
