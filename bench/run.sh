@@ -4,13 +4,16 @@
 #
 #   bench/run.sh [w1|w2|w3|all] [ROUNDS]        (default: all 3)
 #
+# The shared harness is ../shared/bench beside the checkout, or $SHARED_BENCH (a worktree).
+#
 # W1 = 10,000 metrics x 60 points persisted (carbonlite full + sparse vs python carbon-cache),
 # W2 = 100,000 metrics x 10 points over one TCP connection, cache only (vs carbon-c-relay),
 # W3 = W1 onto existing files. Installs Debian graphite-carbon / carbon-c-relay on first use.
 # Results: bench/results/*.jsonl.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="$ROOT/../shared/bench"
+SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+export SHARED_BENCH="$SHARED"
 what="${1:-all}" rounds="${2:-3}"
 RES="$ROOT/bench/results"
 mkdir -p "$RES"
