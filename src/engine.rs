@@ -230,7 +230,8 @@ impl Carbon {
         &self.shared.config
     }
 
-    /// Adds one point. `timestamp == -1` means now, as in carbon's plaintext protocol.
+    /// Adds one point. `timestamp == -1` means now, as in carbon's plaintext protocol; any
+    /// other timestamp outside whisper's `0..=u32::MAX` is refused (`InvalidArgument`).
     pub fn add(&self, metric: &str, value: f64, timestamp: i64) -> Result<()> {
         let ts = if timestamp == -1 {
             unix_now()
