@@ -162,7 +162,7 @@ impl Slot {
 
 /// Points taken by a persister and not yet confirmed; kept so reads still see them
 /// (go-carbon's `notConfirmed`). Boxed: most entries have no flight, and the box keeps
-/// `Entry` at 40 bytes.
+/// `Entry` at 80 bytes.
 pub(crate) struct Flight {
     /// The points as they were queued (arrival order, duplicates kept); the batch has a
     /// normalised copy. Their count is what the flight holds of `Cache::size`.
@@ -176,7 +176,7 @@ pub(crate) struct Flight {
 /// One metric's cached points.
 ///
 /// No stored hash: the table's 7-bit tags already skip 127 of 128 other keys, an inline name
-/// is compared in the same cache line, and the 8 bytes are 1/40 of the cache's memory.
+/// is compared in the same cache line, and the 8 bytes would be a tenth of the entry.
 pub(crate) struct Entry {
     name: Name,
     /// Points not yet popped, in arrival order (later = newer write), duplicates kept.
@@ -549,6 +549,8 @@ mod tests {
     #[test]
     fn slots_hold_whisper_timestamps_exactly() {
         assert_eq!(std::mem::size_of::<Slot>(), 12);
+        // What the memory figures in the docs and README assume.
+        assert_eq!(std::mem::size_of::<Entry>(), 80);
         for (t, v) in [
             (0, 0.0),
             (u32::MAX as i64, -0.0),
