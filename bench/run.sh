@@ -4,6 +4,8 @@
 #
 #   bench/run.sh [w1|w2|w3|w1j|all] [ROUNDS]    (default: all 3)
 #
+# The shared harness is ../shared/bench beside the checkout, or $SHARED_BENCH (a worktree).
+#
 # W1 = 10,000 metrics x 60 points persisted (carbonlite full + sparse vs python carbon-cache),
 # W2 = 100,000 metrics x 10 points over one TCP connection, cache only (vs carbon-c-relay),
 # W3 = W1 onto existing files, W1J = W1 with the journal off / fsync=interval / fsync=always. Installs Debian graphite-carbon / carbon-c-relay on first use.
@@ -11,6 +13,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+export SHARED_BENCH="$SHARED"
 what="${1:-all}" rounds="${2:-3}"
 RES="$ROOT/bench/results"
 mkdir -p "$RES"

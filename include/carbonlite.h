@@ -426,7 +426,8 @@ int carbon_add_line_ex(carbon *c, const char *buf, size_t len, carbon_add_result
 
 /**
  * Adds one point. `timestamp` -1 means now. Returns 0 or a negative `carbon_error`
- * (`CARBON_EINVAL` for NaN, `CARBON_ENAME` for a refused name, `CARBON_EFULL` …).
+ * (`CARBON_EINVAL` for NaN or a timestamp outside 0..=2^32-1, `CARBON_ENAME` for a refused
+ * name, `CARBON_EFULL` …).
  *
  * # Safety
  * `c` is from `carbon_open`; `metric` is NUL-terminated.

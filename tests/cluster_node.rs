@@ -517,3 +517,45 @@ fn routing_handle_config_errors_are_clear() {
     assert!(e.contains("query-destinations"), "{e}");
     assert_eq!(c.router().unwrap().destinations().len(), 1);
 }
+
+/// A relaying node routes what arrives on its own pickle listener, as carbon-relay does:
+/// a frame sent to the router lands on the owners the reference ring names, nothing stays on
+/// the router.
+#[test]
+fn points_arriving_on_the_routers_pickle_port_are_routed() {
+    const N: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let nodes: Vec<Node> = (0..3).map(|k| Node::start(dir.path(), k)).collect();
+    let r = router(
+        &dir.path().join("router"),
+        &nodes,
+        "[pickle]\nenabled = true\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let names = names(N);
+    let want = reference(&nodes, &names, 1);
+    let now = unix_now();
+    let ts = now - now % 60 - 60;
+    let points: Vec<(String, carbonlite::points::Point)> = (0..N)
+        .map(|i| {
+            (
+                names[i].clone(),
+                carbonlite::points::Point::new(ts, i as f64),
+            )
+        })
+        .collect();
+    let mut frame = Vec::new();
+    carbonlite::cluster::sender::encode_pickle(&points, &mut frame);
+    let mut conn = std::net::TcpStream::connect(r.pickle_addr().unwrap()).unwrap();
+    conn.write_all(&(frame.len() as u32).to_be_bytes()).unwrap();
+    conn.write_all(&frame).unwrap();
+    drop(conn);
+    wait_for(
+        "the router to read the frame",
+        Duration::from_secs(30),
+        || r.stats().pickle_metrics_received >= N as u64,
+    );
+    settle(&r, &nodes, N as u64);
+    assert_eq!(check_placement(&nodes, &names, &want), 0, "misplaced");
+    assert_eq!(r.stats().cache_size, 0, "the router keeps nothing");
+    check_reads(&r, &names, ts, 50);
+}

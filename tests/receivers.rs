@@ -516,3 +516,49 @@ fn rustix_nofile() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024)
 }
+
+/// A pickle frame goes to the cache as one batch: within it, later writes of a (metric,
+/// timestamp) still win, bad names are refused one by one, and the counts are exact.
+#[test]
+fn pickle_frame_batch_keeps_order_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = node_with(dir.path(), "[whisper]\nenabled = false\n");
+    let now = unix_now() - 30;
+    let mut list = Vec::new();
+    // 3 writes of every (metric, timestamp), interleaved across 300 metrics, so the batch's
+    // shard grouping reorders them between metrics but never within one.
+    for round in 0..3 {
+        for m in 0..300 {
+            list.push(point(
+                &format!("order.m{m}"),
+                now,
+                (round * 1000 + m) as f64,
+            ));
+        }
+        list.push(point("bad/name", now, 1.0));
+    }
+    let before = c.stats();
+    let mut s = TcpStream::connect(c.pickle_addr().unwrap()).unwrap();
+    s.write_all(&frame(&dumps(&PyObject::List(list), 2)).unwrap())
+        .unwrap();
+    wait_until("pickle batch", &c, |st| {
+        st.pickle_metrics_received - before.pickle_metrics_received >= 900
+    });
+    let after = c.stats();
+    assert_eq!(
+        after.pickle_metrics_received - before.pickle_metrics_received,
+        900
+    );
+    assert_eq!(after.pickle_errors - before.pickle_errors, 3);
+    assert_eq!(after.name_errors - before.name_errors, 3);
+    for m in [0, 1, 150, 299] {
+        let series = c.fetch(&format!("order.m{m}"), now - 60, None).unwrap();
+        let got: Vec<f64> = series
+            .values
+            .iter()
+            .copied()
+            .filter(|v| !v.is_nan())
+            .collect();
+        assert_eq!(got, vec![(2000 + m) as f64], "order.m{m}");
+    }
+}

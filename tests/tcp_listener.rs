@@ -168,3 +168,38 @@ fn carbon_c_relay_forwards_everything() {
         );
     }
 }
+
+/// A sender far ahead of the node: reads grow to their largest size and every line, split
+/// anywhere by the kernel, lands exactly once with its value (the last write of each
+/// (metric, timestamp) winning within and across reads).
+#[test]
+fn streaming_sender_every_line_lands_across_growing_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = node(dir.path());
+    // Two timestamps 5 minutes apart: distinct intervals in any default schema.
+    let (early, late) = (unix_now() - 600, unix_now() - 300);
+    let (metrics, rounds) = (2_000u64, 60u64);
+    let mut buf = Vec::new();
+    for r in 0..rounds {
+        for m in 0..metrics {
+            // Every round but the last writes `early`; the last writes `late`.
+            let t = if r + 1 == rounds { late } else { early };
+            let v = r * 1000 + m % 1000;
+            buf.extend_from_slice(format!("stream.m{m} {v}.5 {t}\n").as_bytes());
+        }
+    }
+    let mut s = TcpStream::connect(c.tcp_addr().unwrap()).unwrap();
+    s.write_all(&buf).unwrap(); // ~3 MB in one go: the reads fill and grow
+    drop(s);
+    wait_for(&c, metrics * rounds);
+    assert_eq!(c.stats().parse_errors, 0);
+    for m in [0, 1, 999, 1_234, metrics - 1] {
+        let got = c
+            .fetch(&format!("stream.m{m}"), early - 60, Some(late + 60))
+            .unwrap();
+        let vals: Vec<f64> = got.values.iter().copied().filter(|v| !v.is_nan()).collect();
+        let last = (rounds - 1) * 1000 + m % 1000;
+        let want = [(last - 1000) as f64 + 0.5, last as f64 + 0.5];
+        assert_eq!(vals, want, "stream.m{m}");
+    }
+}

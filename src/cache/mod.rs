@@ -33,7 +33,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::points::Point;
-use shard::{Key, Shard, hash_name, normalize, shard_index};
+use shard::{Key, Shard, Slot, hash_name, normalize, shard_index};
 pub use writeout::WriteStrategy;
 use writeout::{Next, Writeout};
 
@@ -187,6 +187,15 @@ impl std::fmt::Debug for AddBatch<'_> {
     }
 }
 
+/// Why the cache refuses `p`: whisper stores u32 timestamps.
+#[cold]
+fn out_of_range(p: Point) -> Error {
+    Error::invalid(format!(
+        "timestamp {} is outside whisper's range 0..=4294967295",
+        p.timestamp
+    ))
+}
+
 /// Result of a successful [`Cache::add`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddOutcome {
@@ -318,8 +327,12 @@ impl Cache {
     /// Caches one point of `name`. Under [`Overflow::Error`] (and `Block` after its timeout) a
     /// full cache answers `Error::Full { accepted: 0, refused: 1 }`; under `Drop` it answers
     /// `Ok(Dropped)`. Either way the point is counted in `overflow`.
+    ///
+    /// A timestamp outside whisper's u32 range is refused with `Error::Invalid` (whisper
+    /// could never store it; the parsers refuse it too), without touching the cache.
     #[inline]
     pub fn add(&self, name: &str, p: Point) -> Result<AddOutcome> {
+        let slot = Slot::new(p).ok_or_else(|| out_of_range(p))?;
         if !self.try_reserve() {
             let room = match self.overflow {
                 Overflow::Block(d) => self.reserve_blocking(d),
@@ -336,7 +349,7 @@ impl Cache {
                 };
             }
         }
-        self.insert_reserved(hash_name(name.as_bytes()), name, p);
+        self.insert_reserved(hash_name(name.as_bytes()), name, slot);
         Ok(AddOutcome::Added)
     }
 
@@ -345,26 +358,33 @@ impl Cache {
     /// back-pressure reaches the sender. `Error::Full` after the timeout is not counted as
     /// overflow (the caller retries; nothing was lost).
     pub fn add_waiting(&self, name: &str, p: Point, timeout: Duration) -> Result<AddOutcome> {
+        let slot = Slot::new(p).ok_or_else(|| out_of_range(p))?;
         if !self.try_reserve() && !self.reserve_blocking(timeout) {
             return Err(Error::Full {
                 accepted: 0,
                 refused: 1,
             });
         }
-        self.insert_reserved(hash_name(name.as_bytes()), name, p);
+        self.insert_reserved(hash_name(name.as_bytes()), name, slot);
         Ok(AddOutcome::Added)
     }
 
     /// Adds the batch's points as [`Cache::add`] on each in push order would, as far as
     /// `max_size` allows without waiting, and returns how many leading points were added. The
     /// rest are untouched and not counted as overflow: the caller passes them to `add` (which
-    /// applies the overflow policy) or refuses them. The batch is not cleared.
+    /// applies the overflow policy) or refuses them. The batch is not cleared. A point `add`
+    /// would refuse for its timestamp ends the added prefix too, so `add` says why.
     ///
     /// Faster than `add` per point: room is reserved once, and points are inserted shard by
     /// shard with one lock each, so the table lookups of a shard's points overlap in memory
     /// instead of each waiting out its cache misses behind a lock's fence.
     pub fn add_batch(&self, batch: &mut AddBatch<'_>) -> usize {
-        let n = self.try_reserve_n(batch.items.len());
+        let valid = batch
+            .items
+            .iter()
+            .position(|it| Slot::new(it.point).is_none())
+            .unwrap_or(batch.items.len());
+        let n = self.try_reserve_n(valid);
         if n == 0 {
             return 0;
         }
@@ -401,7 +421,8 @@ impl Cache {
             let generation = self.generation.load(Ordering::Relaxed);
             for &o in &rest[..run] {
                 let it = &items[(o & u64::from(u32::MAX)) as usize];
-                poppable |= shard.add(it.hash, it.name, it.point, generation);
+                // In the valid prefix: `clamped` is exact here.
+                poppable |= shard.add(it.hash, it.name, Slot::clamped(it.point), generation);
             }
             drop(shard);
             rest = &rest[run..];
@@ -414,7 +435,7 @@ impl Cache {
 
     /// Inserts a point whose room is already reserved.
     #[inline]
-    fn insert_reserved(&self, hash: u64, name: &str, p: Point) {
+    fn insert_reserved(&self, hash: u64, name: &str, p: Slot) {
         let poppable = {
             let mut shard = self.shard(hash).lock();
             // Read under the shard lock: see `wait_persisted`.
@@ -1220,5 +1241,39 @@ mod tests {
         b.clear();
         assert!(b.is_empty());
         assert_eq!(c.add_batch(&mut b), 0);
+    }
+
+    #[test]
+    fn timestamps_outside_whisper_range_are_refused() {
+        let c = small();
+        for t in [-2, -1, i64::from(u32::MAX) + 1, i64::MAX, i64::MIN] {
+            assert!(
+                matches!(c.add("a", pt(t, 1.0)), Err(Error::InvalidArgument(_))),
+                "{t}"
+            );
+            assert!(
+                matches!(
+                    c.add_waiting("a", pt(t, 1.0), WAIT),
+                    Err(Error::InvalidArgument(_))
+                ),
+                "{t}"
+            );
+        }
+        assert_eq!((c.size(), c.metrics(), c.seq()), (0, 0, 0));
+        c.add("a", pt(i64::from(u32::MAX), 2.0)).unwrap();
+        c.add("a", pt(0, 1.0)).unwrap();
+        assert_eq!(
+            c.get("a"),
+            Some(vec![pt(0, 1.0), pt(i64::from(u32::MAX), 2.0)])
+        );
+        // A batch adds up to the first refused point and leaves the rest to `add`.
+        let mut b = AddBatch::default();
+        b.push("b", pt(1, 1.0));
+        b.push("b", pt(-5, 2.0));
+        b.push("b", pt(3, 3.0));
+        assert_eq!(c.add_batch(&mut b), 1);
+        assert_eq!(b.rest(1).next(), Some(("b", pt(-5, 2.0))));
+        assert_eq!(c.get("b"), Some(vec![pt(1, 1.0)]));
+        assert_eq!(c.size(), 3);
     }
 }

@@ -113,9 +113,20 @@ impl Routed {
         now: i64,
         wait: bool,
     ) -> AddLinesOutcome {
+        self.add_parsed(shared, plain::lines(buf, now), wait)
+    }
+
+    /// Routes points already decoded (lines, or a pickle frame), each as `add_point` does; a
+    /// parse error counts in `parse_errors`, and outcomes follow input order.
+    pub(crate) fn add_parsed<'a>(
+        &self,
+        shared: &Shared,
+        parsed: impl Iterator<Item = Result<(&'a str, Point)>>,
+        wait: bool,
+    ) -> AddLinesOutcome {
         let mut out = AddLinesOutcome::default();
         let mut parse_errors = 0;
-        for line in plain::lines(buf, now) {
+        for line in parsed {
             let r = match line {
                 Ok((metric, p)) => self.add_point(shared, metric, p, wait),
                 Err(e) => {

@@ -254,7 +254,8 @@ pub unsafe extern "C" fn carbon_add_line_ex(
 }
 
 /// Adds one point. `timestamp` -1 means now. Returns 0 or a negative `carbon_error`
-/// (`CARBON_EINVAL` for NaN, `CARBON_ENAME` for a refused name, `CARBON_EFULL` …).
+/// (`CARBON_EINVAL` for NaN or a timestamp outside 0..=2^32-1, `CARBON_ENAME` for a refused
+/// name, `CARBON_EFULL` …).
 ///
 /// # Safety
 /// `c` is from `carbon_open`; `metric` is NUL-terminated.
@@ -698,6 +699,13 @@ mod tests {
                 carbon_add(c, c"../etc/passwd".as_ptr(), 1.0, now),
                 carbon_error::CARBON_ENAME as i32
             );
+            for ts in [-2, 1 << 32] {
+                assert_eq!(
+                    carbon_add(c, c"a.b".as_ptr(), 1.0, ts),
+                    carbon_error::CARBON_EINVAL as i32
+                );
+                assert!(last().contains("outside whisper's range"), "{}", last());
+            }
             carbon_close(c);
             assert!(carbon_open(d.as_ptr(), c"[cache]\nmax-sise = 1\n".as_ptr()).is_null());
             assert!(last().contains("max-sise"), "{}", last());

@@ -1091,10 +1091,36 @@ pub fn for_each_point(
     payload: &[u8],
     now: i64,
     limits: &Limits,
-    mut on_point: impl FnMut(&str, Point),
-    mut on_error: impl FnMut(Error),
+    on_point: impl FnMut(&str, Point),
+    on_error: impl FnMut(Error),
 ) -> Result<(u64, u64)> {
     let pickle = Pickle::load(payload, limits)?;
+    walk(&pickle, now, on_point, on_error)
+}
+
+/// `for_each_point` handing the good points to `on_points` in one slice, in payload order,
+/// once the payload is decoded: for callers that add them as one batch. `on_error` sees each
+/// bad entry or pair first. Returns what `on_points` returned and the rejected count.
+pub fn with_points<R>(
+    payload: &[u8],
+    now: i64,
+    limits: &Limits,
+    on_points: impl FnOnce(&[(&str, Point)]) -> R,
+    on_error: impl FnMut(Error),
+) -> Result<(R, u64)> {
+    let pickle = Pickle::load(payload, limits)?;
+    let mut points = Vec::new();
+    let (_, rejected) = walk(&pickle, now, |name, p| points.push((name, p)), on_error)?;
+    Ok((on_points(&points), rejected))
+}
+
+/// The entries of a loaded pickle, as `for_each_point` describes; names borrow the pickle.
+fn walk<'p>(
+    pickle: &'p Pickle<'_>,
+    now: i64,
+    mut on_point: impl FnMut(&'p str, Point),
+    mut on_error: impl FnMut(Error),
+) -> Result<(u64, u64)> {
     let Some(entries) = pickle.root().as_seq() else {
         return Err(bad(format!(
             "pickle is a {}, expected a list of (metric, (timestamp, value))",

@@ -256,7 +256,7 @@ pub fn for_each_line(
 /// The lines of `buf` as [`for_each_line`] sees them (blank lines skipped), one result per
 /// line: for callers that handle good and bad lines in one place.
 pub fn lines(buf: &[u8], now: i64) -> Lines<'_> {
-    Lines { buf, now }
+    Lines { buf, now, text: "" }
 }
 
 /// Iterator returned by [`lines`].
@@ -265,6 +265,25 @@ pub struct Lines<'a> {
     /// What is left to parse.
     buf: &'a [u8],
     now: i64,
+    /// A prefix of `buf` known to be UTF-8: validated a window at a time ([`UTF8_WINDOW`]),
+    /// so a name becomes a `&str` by slicing instead of a `from_utf8` call per line.
+    text: &'a str,
+}
+
+/// Bytes validated as UTF-8 at once: large enough that the per-call cost vanishes, small
+/// enough to stay in L2 until the lines are parsed.
+const UTF8_WINDOW: usize = 32 * 1024;
+
+impl<'a> Lines<'a> {
+    /// `text` covering at least `buf[..end]` if that is UTF-8 (less when it is not).
+    #[inline(never)]
+    fn validate(&mut self, end: usize) {
+        let window = &self.buf[..self.buf.len().min(end.max(UTF8_WINDOW))];
+        self.text = match std::str::from_utf8(window) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(&window[..e.valid_up_to()]).unwrap_or_default(),
+        };
+    }
 }
 
 impl<'a> Iterator for Lines<'a> {
@@ -274,15 +293,167 @@ impl<'a> Iterator for Lines<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.buf.is_empty() {
             let rest = self.buf;
-            let fields = scan::<true>(rest);
-            let line = &rest[..fields.end];
-            self.buf = rest.get(fields.end + 1..).unwrap_or_default();
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            if end > self.text.len() {
+                self.validate(end);
+            }
+            let line = &rest[..end];
+            let text = self.text;
+            self.buf = rest.get(end + 1..).unwrap_or_default();
+            // Cut after a `\n` (ASCII), so always on a char boundary when in range.
+            self.text = text.get(end + 1..).unwrap_or_default();
+            if let Some((name_len, p)) = plain_line(line)
+                && let Some(name) = text.get(..name_len)
+            {
+                return Some(Ok((name, p)));
+            }
+            // `line` holds no `\n`, so this splits it as a scan stopping at `\n` would.
+            let fields = scan::<false>(line);
             if let Some(r) = build(line, &fields, self.now) {
                 return Some(r);
             }
         }
         None
     }
+}
+
+/// Whether `b` holds whitespace: space or 9..=13 (`\t`, `\n`, `\x0b`, `\x0c`, `\r`).
+#[inline(always)]
+fn has_ws(b: &[u8]) -> bool {
+    super::any_pair(b, b'a', |c, _| (c == b' ') | (c.wrapping_sub(9) < 5))
+}
+
+/// Index of the last space in `line[..end]`. The value before the timestamp is short, so
+/// one word usually holds that space: SWAR finds it without a byte loop.
+#[inline(always)]
+fn space_before(line: &[u8], end: usize) -> Option<usize> {
+    const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    if end >= 8
+        && let Ok(w) = <[u8; 8]>::try_from(&line[end - 8..end])
+    {
+        let x = u64::from_le_bytes(w) ^ 0x2020_2020_2020_2020;
+        // High bit set exactly in the bytes of `x` that are zero (no carries across bytes).
+        let zero = !(((x & LO7) + LO7) | x | LO7);
+        if zero != 0 {
+            return Some(end - 8 + (63 - zero.leading_zeros() as usize) / 8);
+        }
+    }
+    memchr::memrchr(b' ', &line[..end])
+}
+
+/// Eight ASCII digits read little-endian (first digit in the low byte) as a number; `None`
+/// if any byte is not a digit. SWAR (Lemire's eight-digit parse): three multiplies instead
+/// of eight dependent steps.
+#[inline(always)]
+fn parse8(w: u64) -> Option<u64> {
+    const HI: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    // A digit has high nibble 3, and adding 6 leaves it 3 (0x3A.. would carry into it). A
+    // carry out of a byte needs that byte >= 0xFA, which the first test already refuses.
+    if (w & HI) | ((w.wrapping_add(0x0606_0606_0606_0606) & HI) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = w & 0x0F0F_0F0F_0F0F_0F0F;
+    let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF_00FF_00FF;
+    let v = (v.wrapping_mul(6_553_601) >> 16) & 0x0000_FFFF_0000_FFFF;
+    Some(v.wrapping_mul(42_949_672_960_001) >> 32)
+}
+
+/// The trailing timestamp of `line`: its value and where its digits start (`None` unless the
+/// line ends in 1..=18 digits). Ten digits, today's timestamps, take the SWAR path.
+#[inline(always)]
+fn trailing_timestamp(line: &[u8]) -> Option<(u64, usize)> {
+    let n = line.len();
+    if n >= 11
+        && let Ok(w) = <[u8; 8]>::try_from(&line[n - 10..n - 2])
+        && let Some(hi) = parse8(u64::from_le_bytes(w))
+    {
+        let (a, b) = (
+            line[n - 2].wrapping_sub(b'0'),
+            line[n - 1].wrapping_sub(b'0'),
+        );
+        let c = line[n - 11];
+        if a <= 9 && b <= 9 && !c.is_ascii_digit() {
+            return Some((hi * 100 + u64::from(a) * 10 + u64::from(b), n - 10));
+        }
+    }
+    let mut i = n;
+    while i > 0 && line[i - 1].is_ascii_digit() {
+        i -= 1;
+    }
+    Some((parse_digits(&line[i..])?, i))
+}
+
+/// The common line, `name value timestamp` with single spaces, an integer timestamp and a
+/// plain decimal value, parsed from its end without the byte-by-byte [`scan`]. Returns the
+/// name's length and the point, or `None` for anything else (the general path then decides).
+/// When it answers, `build` would give the same: the name holds no whitespace (`has_ws`)
+/// and the numbers only digits, `-` and `.`, so the line has exactly these three fields.
+#[inline(always)]
+fn plain_line(line: &[u8]) -> Option<(usize, Point)> {
+    let (timestamp, ts_start) = trailing_timestamp(line)?;
+    let sp2 = ts_start.checked_sub(1)?;
+    if line[sp2] != b' ' || timestamp > u64::from(u32::MAX) {
+        return None;
+    }
+    let sp1 = space_before(line, sp2)?;
+    if sp1 == 0 || has_ws(&line[..sp1]) {
+        return None;
+    }
+    let value = parse_plain_decimal(&line[sp1 + 1..sp2])?;
+    Some((
+        sp1,
+        Point {
+            timestamp: timestamp as i64,
+            value,
+        },
+    ))
+}
+
+/// `parse_float`'s two fast paths (`parse_digits`, `parse_short_decimal`, after an optional
+/// `-`) in one pass; `None` for anything they would not take.
+#[inline(always)]
+fn parse_plain_decimal(b: &[u8]) -> Option<f64> {
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    // Neither path takes more than 18 bytes, so `m` below cannot overflow.
+    if digits.len() > FAST_DIGITS {
+        return None;
+    }
+    let (mut m, mut i) = (0u64, 0);
+    while let Some(d) = digits
+        .get(i)
+        .map(|c| c.wrapping_sub(b'0'))
+        .filter(|&d| d <= 9)
+    {
+        m = m * 10 + u64::from(d);
+        i += 1;
+    }
+    let v = if i == digits.len() {
+        if i == 0 {
+            return None;
+        }
+        m as f64
+    } else {
+        if digits[i] != b'.' {
+            return None;
+        }
+        let frac = &digits[i + 1..];
+        if i + frac.len() == 0 || i + frac.len() > FAST_DECIMAL_DIGITS {
+            return None;
+        }
+        for &c in frac {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            m = m * 10 + u64::from(d);
+        }
+        // As `parse_short_decimal`: both exact, one correctly rounded division.
+        m as f64 / POW10[frac.len()]
+    };
+    Some(if neg { -v } else { v })
 }
 
 #[cfg(test)]
@@ -610,6 +781,232 @@ mod tests {
             let dot = (x >> 40) as usize % (digits.len() + 1);
             let sign = if x & 1 == 1 { "-" } else { "" };
             check(&format!("{sign}{}.{}", &digits[..dot], &digits[dot..]));
+        }
+    }
+
+    /// The general path alone (the byte-by-byte `scan` of every line, as before the fast
+    /// path existed): what `lines` must match line for line.
+    fn general_lines(buf: &[u8], now: i64) -> Vec<std::result::Result<(String, Point), String>> {
+        let mut out = Vec::new();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let fields = scan::<true>(rest);
+            let line = &rest[..fields.end];
+            rest = rest.get(fields.end + 1..).unwrap_or_default();
+            if let Some(r) = build(line, &fields, now) {
+                out.push(
+                    r.map(|(n, p)| (n.to_string(), p))
+                        .map_err(|e| e.to_string()),
+                );
+            }
+        }
+        out
+    }
+
+    fn fast_lines(buf: &[u8], now: i64) -> Vec<std::result::Result<(String, Point), String>> {
+        lines(buf, now)
+            .map(|r| {
+                r.map(|(n, p)| (n.to_string(), p))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    fn same(
+        a: &[std::result::Result<(String, Point), String>],
+        b: &[std::result::Result<(String, Point), String>],
+    ) -> bool {
+        // Bitwise on values, so -0.0 and 0.0 differ.
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| match (x, y) {
+                (Ok((n, p)), Ok((m, q))) => {
+                    n == m && p.timestamp == q.timestamp && p.value.to_bits() == q.value.to_bits()
+                }
+                (Err(e), Err(f)) => e == f,
+                _ => false,
+            })
+    }
+
+    /// The one-pass value parser takes exactly what the two fast paths take, with the same
+    /// bits.
+    #[test]
+    fn plain_decimal_matches_fast_paths() {
+        let two_paths = |b: &[u8]| {
+            let (neg, d) = match b.first() {
+                Some(b'-') => (true, &b[1..]),
+                _ => (false, b),
+            };
+            let v = parse_digits(d)
+                .map(|v| v as f64)
+                .or_else(|| parse_short_decimal(d))?;
+            Some(if neg { -v } else { v })
+        };
+        let mut x = 0x0DDB_1A5E_5BAD_5EEDu64;
+        let alphabet = b"0123456789012345678901234567890123456789.-+e ";
+        for i in 0..300_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 22) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|k| alphabet[((x >> (k * 3 % 60)) as usize + k + i as usize) % alphabet.len()])
+                .collect();
+            assert_eq!(
+                parse_plain_decimal(&text).map(f64::to_bits),
+                two_paths(&text).map(f64::to_bits),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+    }
+
+    #[test]
+    fn parse8_matches_parse_digits() {
+        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut w = [0u8; 8];
+            for (k, b) in w.iter_mut().enumerate() {
+                let r = (x >> (k * 8)) as u8;
+                // Mostly digits, sometimes their neighbours and anything else.
+                *b = match (i as usize + k) % 11 {
+                    0 => r,
+                    1 => b'0' + (r % 16),
+                    2 => b'/' + (r % 2) * 11,
+                    _ => b'0' + r % 10,
+                };
+            }
+            assert_eq!(
+                parse8(u64::from_le_bytes(w)),
+                parse_digits(&w),
+                "{:?}",
+                String::from_utf8_lossy(&w)
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_edges_match_general_path() {
+        let cases: &[&[u8]] = &[
+            b"a 1 1700000000\n",
+            b"a 1 17000000000\n",
+            b"a 1 9999999999\n",
+            b"a 1 4294967295\n",
+            b"a 1 4294967296\n",
+            b"a 1 0123456789\n",
+            b"a 1 x123456789\n",
+            b"a 1 123456789\n",
+            b"a 1 1\n",
+            b" 1 1700000000\n",
+            b"a  1 1700000000\n",
+            b"a 1  1700000000\n",
+            b"a b 1 1700000000\n",
+            b"a\tb 1 1700000000\n",
+            b"a\x0bb 1 1700000000\n",
+            b"a 1 1700000000 \n",
+            b"a 1 1700000000\r\n",
+            b"a -1 1700000000\n",
+            b"a -0 1700000000\n",
+            b"a -.5 1700000000\n",
+            b"a 1.2.3 1700000000\n",
+            b"a 1-2 1700000000\n",
+            b"a - 1700000000\n",
+            b"a . 1700000000\n",
+            b"a 1e5 1700000000\n",
+            b"a 1 -1\n",
+            b"a 1 -1700000000\n",
+            b"1 1 1700000000\n",
+            b"a.1.-2 3.5 1700000000\n",
+            b"\xff 1 1700000000\n",
+            b"caf\xc3\xa9 1 1700000000\n",
+            b"a 1 1700000000",
+            b"1700000000",
+            b" 1700000000",
+            b"a 1700000000",
+            b"a 123456789012345678 1",
+            b"a 1234567890123456789 1",
+        ];
+        for &c in cases {
+            let (want, got) = (general_lines(c, NOW), fast_lines(c, NOW));
+            assert!(
+                same(&want, &got),
+                "{:?}: {want:?} vs {got:?}",
+                String::from_utf8_lossy(c)
+            );
+        }
+    }
+
+    /// Bad UTF-8 and multi-byte characters across the validation windows.
+    #[test]
+    fn utf8_windows() {
+        let mut buf = Vec::new();
+        let mut i = 0u64;
+        while buf.len() < 3 * UTF8_WINDOW + 100 {
+            let name: &[u8] = match i % 97 {
+                0 => b"bad\xffname",
+                1 => b"caf\xc3\xa9",
+                2 => b"\xe2\x82\xac.x",
+                3 => b"cut\xe2\x82",
+                _ => b"servers.host.cpu",
+            };
+            buf.extend_from_slice(name);
+            buf.extend_from_slice(format!(".{i} {i} {}\n", 1_700_000_000 + i).as_bytes());
+            i += 1;
+        }
+        // Every split point near a window edge, as a TCP read would cut it.
+        for cut in [
+            UTF8_WINDOW - 3,
+            UTF8_WINDOW,
+            UTF8_WINDOW + 1,
+            2 * UTF8_WINDOW + 7,
+        ] {
+            for part in [&buf[..cut], &buf[cut..]] {
+                let (want, got) = (general_lines(part, NOW), fast_lines(part, NOW));
+                assert!(same(&want, &got), "cut {cut}");
+            }
+        }
+        let (want, got) = (general_lines(&buf, NOW), fast_lines(&buf, NOW));
+        assert!(same(&want, &got));
+        assert!(want.iter().filter(|r| r.is_err()).count() > 10);
+        assert!(want.iter().filter(|r| r.is_ok()).count() > 1000);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Buffers of line-like pieces (and raw bytes): the fast path and the general path
+        /// agree on every line.
+        #[test]
+        fn lines_match_general_path(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    Just(b"a.b".to_vec()),
+                    Just(b" ".to_vec()),
+                    Just(b"\n".to_vec()),
+                    Just(b"\r\n".to_vec()),
+                    Just(b"\t".to_vec()),
+                    Just(b"-".to_vec()),
+                    Just(b".".to_vec()),
+                    Just(b"\xc3\xa9".to_vec()),
+                    Just(b"\xff".to_vec()),
+                    Just(b"1700000000".to_vec()),
+                    Just(b"4294967296".to_vec()),
+                    Just(b" 1700000000\n".to_vec()),
+                    "[0-9]{1,20}".prop_map(String::into_bytes),
+                    "[0-9]{0,9}\\.[0-9]{0,9}".prop_map(String::into_bytes),
+                    "[a-z.]{1,12} -?[0-9.]{1,8} [0-9]{1,12}\n".prop_map(String::into_bytes),
+                    proptest::collection::vec(any::<u8>(), 1..4),
+                ],
+                0..40,
+            )
+        ) {
+            let buf = pieces.concat();
+            let (want, got) = (general_lines(&buf, NOW), fast_lines(&buf, NOW));
+            prop_assert!(same(&want, &got), "{:?}: {:?} vs {:?}", String::from_utf8_lossy(&buf), want, got);
         }
     }
 }

@@ -147,22 +147,19 @@ fn frame_done(buf: &[u8]) -> bool {
     buf.len() >= 4 && buf.len() - 4 >= u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
 }
 
-/// Adds the points of one frame; a full cache makes this wait (back-pressure).
+/// Adds the points of one frame as one batch (the path `[tcp]` lines take); a full cache
+/// makes this wait (back-pressure).
 pub(crate) fn ingest_frame(shared: &Shared, payload: &[u8], limits: &Limits) {
-    let (mut received, mut errors) = (0u64, 0u64);
-    let result = pickle::for_each_point(
+    let result = pickle::with_points(
         payload,
         unix_now(),
         limits,
-        |name, p| match shared.add_point_waiting(name, p) {
-            Ok(()) => received += 1,
-            Err(_) => errors += 1,
-        },
+        |points| shared.add_points_waiting(points),
         |_| {},
     );
-    let bad = match result {
-        Ok((_, bad)) => bad,
-        Err(_) => 1,
+    let (received, errors, bad) = match result {
+        Ok((out, bad)) => (out.accepted, out.rejected, bad),
+        Err(_) => (0, 0, 1),
     };
     shared.stats.parse_errors.fetch_add(bad, Relaxed);
     shared

@@ -18,6 +18,10 @@ use crate::points::unix_now;
 
 use super::POLL;
 
+/// Most bytes one read asks for once a connection streams: a read is one batch into the
+/// cache, and a bigger batch takes each shard lock for more points.
+const MAX_READ: usize = 1 << 20;
+
 /// Longest line kept; a longer one is discarded up to its newline and counted as an error
 /// (carbon's LineOnlyReceiver drops the whole connection at 16 KiB; a line is never this long
 /// legitimately, and the names policy refuses names over 4 KiB anyway).
@@ -52,12 +56,16 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         .buffer_size
         .clamp(16 * 1024, 4 << 20)
         .max(64 * 1024);
+    // Reads start at `chunk` and double while they come back full (the sender is ahead), up
+    // to MAX_READ: an idle or slow connection keeps a small buffer.
+    let max_read = chunk.max(MAX_READ);
+    let mut read_size = chunk;
     let mut buf: Vec<u8> = Vec::with_capacity(chunk * 2);
     let mut last_data = Instant::now();
     let mut discarding = false;
     loop {
         let start = buf.len();
-        buf.resize(start + chunk, 0);
+        buf.resize(start + read_size, 0);
         let n = match stream.read(&mut buf[start..]) {
             Ok(0) => {
                 buf.truncate(start);
@@ -85,6 +93,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             Err(_) => return,
         };
         buf.truncate(start + n);
+        if n == read_size {
+            read_size = (read_size * 2).min(max_read);
+        }
         last_data = Instant::now();
         let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
             if buf.len() > MAX_LINE {
