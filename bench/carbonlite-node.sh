@@ -4,13 +4,13 @@
 #
 #   bench/carbonlite-node.sh [--port 2303] [--data-dir DIR] [--workers N] [--sparse true|false]
 #                            [--persist true|false] [--max-size N]
-#                            [--journal off|always|interval|never]
+#                            [--journal off|always|interval|never] [--max-open-files N]
 #
 # Uses ../shared/bench/conf's W1 storage schemas (10s:1d,1m:30d, average, xff 0.5).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
-port=2303 data_dir=/tmp/peers/data/carbonlite workers=2 sparse=false persist=true max_size=0 journal=off
+port=2303 data_dir=/tmp/peers/data/carbonlite workers=2 sparse=false persist=true max_size=0 journal=off max_open_files=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --port) port="$2"; shift 2;;
@@ -20,6 +20,7 @@ while [[ $# -gt 0 ]]; do
     --persist) persist="$2"; shift 2;;
     --max-size) max_size="$2"; shift 2;;
     --journal) journal="$2"; shift 2;;
+    --max-open-files) max_open_files="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -36,6 +37,7 @@ aggregation-file = "$SHARED/conf/storage-aggregation.conf"
 workers = $workers
 sparse-create = $sparse
 enabled = $persist
+max-open-files = $max_open_files
 [cache]
 max-size = $max_size
 overflow = "block"

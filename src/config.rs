@@ -129,11 +129,35 @@ pub struct WhisperConfig {
     pub sparse_create: bool,
     /// When false, points are cached but never written (go-carbon's cache-only mode).
     pub enabled: bool,
-    /// Bound on whisper files kept open by the persister (carbonlite's key).
+    /// Bound on whisper files kept open by the persister (carbonlite's key); 0 = auto
+    /// ([`WhisperConfig::open_files`]). Reopening a file costs an open, a header read and a
+    /// map per update, so a pool smaller than the set of active metrics triples the CPU of
+    /// steady-state writes.
     pub max_open_files: usize,
     /// Move corrupt files to `<data-dir>/.corrupt/<relative path>` so their metric's points
     /// create a fresh file (carbonlite's key; default off: corrupt files are only reported).
     pub quarantine_corrupt: bool,
+}
+
+/// Most files `max-open-files = 0` keeps open: each open file also holds a memory map, and
+/// Linux allows 65530 maps per process by default (`vm.max_map_count`).
+pub const AUTO_OPEN_FILES_MAX: usize = 32_768;
+
+impl WhisperConfig {
+    /// The file pool's size: `max-open-files`, or for 0 three quarters of the process's
+    /// descriptor limit (`RLIMIT_NOFILE`, soft) — the rest stays for sockets, the journal and
+    /// the host program — between 256 and [`AUTO_OPEN_FILES_MAX`].
+    pub fn open_files(&self) -> usize {
+        if self.max_open_files > 0 {
+            return self.max_open_files;
+        }
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        usize::try_from(soft / 4 * 3)
+            .unwrap_or(usize::MAX)
+            .clamp(256, AUTO_OPEN_FILES_MAX)
+    }
 }
 
 /// `[cache]`.
@@ -245,7 +269,7 @@ impl Config {
                 max_creates_per_second: 0,
                 sparse_create: false,
                 enabled: true,
-                max_open_files: 4096,
+                max_open_files: 0,
                 quarantine_corrupt: false,
             },
             cache: CacheConfig {
@@ -455,7 +479,7 @@ impl Config {
                 "sparse-create" => w.sparse_create = cx.bool("whisper", k, v)?,
                 "enabled" => w.enabled = cx.bool("whisper", k, v)?,
                 "max-open-files" => {
-                    w.max_open_files = cx.int("whisper", k, v, 1, 1 << 24)? as usize
+                    w.max_open_files = cx.int("whisper", k, v, 0, 1 << 24)? as usize
                 }
                 "quarantine-corrupt" => w.quarantine_corrupt = cx.bool("whisper", k, v)?,
                 "quotas-file"
@@ -1046,5 +1070,45 @@ mod tests {
             .apply_toml("[dump]\nrestore-per-second = -1\n", "t")
             .unwrap_err();
         assert!(e.to_string().contains("restore-per-second"), "{e}");
+    }
+
+    #[test]
+    fn max_open_files_auto_follows_the_descriptor_limit() {
+        let d = Config::embedded("d");
+        assert_eq!(d.whisper.max_open_files, 0, "auto by default");
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let auto = d.whisper.open_files();
+        assert!((256..=AUTO_OPEN_FILES_MAX).contains(&auto), "{auto}");
+        assert!(auto as u64 <= soft.max(256), "{auto} vs soft limit {soft}");
+        let c = d
+            .apply_toml(
+                "[whisper]
+max-open-files = 77
+",
+                "t",
+            )
+            .unwrap();
+        assert_eq!(c.whisper.open_files(), 77);
+        let c = c
+            .apply_toml(
+                "[whisper]
+max-open-files = 0
+",
+                "t",
+            )
+            .unwrap();
+        assert_eq!(c.whisper.open_files(), auto);
+        assert!(
+            Config::embedded("d")
+                .apply_toml(
+                    "[whisper]
+max-open-files = -1
+",
+                    "t"
+                )
+                .is_err()
+        );
     }
 }

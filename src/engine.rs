@@ -153,7 +153,7 @@ impl Carbon {
             ..CacheOptions::default()
         });
         let shared = Arc::new(Shared {
-            pool: FilePool::new(config.whisper.max_open_files),
+            pool: FilePool::new(config.whisper.open_files()),
             rules,
             cache,
             stats: Stats::default(),

@@ -31,7 +31,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raises the soft descriptor limit to the hard one, as the Go runtime does for go-carbon:
+/// a node keeps thousands of whisper files and connections open, and distributions start
+/// services with a soft limit of 1024. Failure only leaves the limit as it was.
+fn raise_nofile_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+}
+
 fn run() -> Result<(), String> {
+    raise_nofile_limit();
     let mut args = std::env::args().skip(1);
     let (mut config_path, mut check, mut data_dir, mut listen) = (None, false, None, None);
     while let Some(arg) = args.next() {

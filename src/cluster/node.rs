@@ -134,16 +134,7 @@ impl Routed {
                     Err(e)
                 }
             };
-            match r {
-                Ok(()) => out.accepted += 1,
-                Err(e) => {
-                    out.rejected += 1;
-                    if matches!(e, Error::Full { .. }) {
-                        out.refused_full += 1;
-                    }
-                    out.first_error.get_or_insert(e);
-                }
-            }
+            out.record(r);
         }
         shared.stats.parse_errors.fetch_add(parse_errors, Relaxed);
         out

@@ -9,22 +9,11 @@ way a graphite-web front end reads carbon nodes) and renders it with STORE.fetch
 Environment: QUERY_CLUSTER, QUERY_TMP (see cluster_settings.py). Fails if graphite-web is missing.
 """
 import json
-import os
 import sys
-import sysconfig
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-for base in {sysconfig.get_paths()["purelib"], sys.prefix}:
-    webapp = Path(base) / "opt" / "graphite" / "webapp"
-    if webapp.is_dir():
-        sys.path.insert(0, str(webapp))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cluster_settings")
+from graphite_web_env import setup
 
-import django  # noqa: E402
-
-django.setup()
+setup("cluster_settings")
 
 from graphite.storage import STORE  # noqa: E402
 

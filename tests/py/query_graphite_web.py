@@ -14,27 +14,16 @@ Fails (non-zero exit) if graphite-web or whisper is missing: the comparison is t
 """
 import json
 import os
+import pickle
 import socket
 import struct
 import sys
-import sysconfig
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-# pip installs graphite-web's package under <prefix>/opt/graphite/webapp (its setup.cfg).
-for base in {sysconfig.get_paths()["purelib"], sys.prefix}:
-    webapp = Path(base) / "opt" / "graphite" / "webapp"
-    if webapp.is_dir():
-        sys.path.insert(0, str(webapp))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "query_settings")
+import whisper
 
-import pickle  # noqa: E402
+from graphite_web_env import setup
 
-import django  # noqa: E402
-import whisper  # noqa: E402
-
-django.setup()
+setup("query_settings")
 
 from django.conf import settings  # noqa: E402
 from graphite.carbonlink import CarbonLinkPool, CarbonLinkRequestError  # noqa: E402
