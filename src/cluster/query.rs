@@ -255,14 +255,26 @@ mod tests {
     use std::net::TcpListener;
 
     /// A one-shot server answering `answer` to the first request; returns its address.
+    /// It reads the whole request head first and drains before closing: closing a socket with
+    /// unread bytes makes the kernel send RST, which the client would see as a reset instead
+    /// of `answer` (a flaky failure under load).
     fn serve(answer: &'static [u8]) -> String {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
-            let mut req = [0u8; 4096];
-            let _ = c.read(&mut req);
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = c.write_all(answer);
+            let _ = c.shutdown(std::net::Shutdown::Write);
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
         });
         addr
     }
