@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) accepting: std::sync::atomic::AtomicUsize,
     /// Where `[udp]` and `[pickle]` are bound.
     pub(crate) receiver_addrs: Mutex<crate::receiver::Bound>,
+    /// Close's wake-up for timer threads (self-metrics).
+    pub(crate) stop: StopSignal,
     /// `[cluster]`: every add is routed through it (None = standalone).
     pub(crate) cluster: Option<crate::cluster::Routed>,
     /// The write-ahead journal, when `[journal] enabled`.
@@ -163,6 +165,7 @@ impl Carbon {
             receivers_stopping: AtomicBool::new(false),
             accepting: std::sync::atomic::AtomicUsize::new(0),
             receiver_addrs: Mutex::new(Default::default()),
+            stop: StopSignal::default(),
             cluster,
             durability,
             config,
@@ -339,6 +342,7 @@ impl Carbon {
             crate::durability::flushed_on_close(&self.shared, self.shared.flush());
         }
         self.shared.shutdown.store(true, Relaxed);
+        self.shared.stop.stop();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
@@ -773,17 +777,39 @@ fn empty_window(
     }))
 }
 
+/// Close's wake-up for timer threads: they wait on it instead of napping in a loop, so close
+/// never waits for a period to end and an idle timer costs no wake-ups.
+#[derive(Debug, Default)]
+pub(crate) struct StopSignal {
+    stopped: Mutex<bool>,
+    cond: parking_lot::Condvar,
+}
+
+impl StopSignal {
+    /// Waits until `deadline` or until `stop`; true once stopped.
+    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
+        let mut stopped = self.stopped.lock();
+        if !*stopped {
+            self.cond.wait_until(&mut stopped, deadline);
+        }
+        *stopped
+    }
+
+    /// Wakes every waiter for good.
+    pub(crate) fn stop(&self) {
+        *self.stopped.lock() = true;
+        self.cond.notify_all();
+    }
+}
+
 fn self_metrics_loop(shared: &Shared) {
     let prefix = shared.config.self_metric_prefix();
     let interval = shared.config.common.metric_interval;
     let mut prev = shared.snapshot();
     let mut next = Instant::now() + interval;
-    while !shared.shutdown.load(Relaxed) {
-        let now = Instant::now();
-        if now < next {
-            // Short naps so close() never waits a whole interval.
-            std::thread::sleep((next - now).min(Duration::from_millis(100)));
-            continue;
+    while !shared.stop.wait_until(next) {
+        if Instant::now() < next {
+            continue; // a spurious wake-up
         }
         next += interval;
         let snap = shared.snapshot();
@@ -801,6 +827,22 @@ fn self_metrics_loop(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_signal_wakes_waiters_at_once_and_stays_set() {
+        let s = Arc::new(StopSignal::default());
+        let far = Instant::now() + Duration::from_secs(60);
+        assert!(!s.wait_until(Instant::now() + Duration::from_millis(5)));
+        let w = {
+            let s = s.clone();
+            std::thread::spawn(move || (s.wait_until(far), Instant::now()))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        s.stop();
+        let (stopped, at) = w.join().unwrap();
+        assert!(stopped && at < far - Duration::from_secs(50));
+        assert!(s.wait_until(far), "a stopped signal never waits again");
+    }
 
     #[test]
     fn plainly_valid_names_pass_every_policy_unchanged() {
