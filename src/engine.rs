@@ -63,7 +63,7 @@ pub struct AddLinesOutcome {
 }
 
 impl AddLinesOutcome {
-    pub(crate) fn record(&mut self, r: Result<()>) {
+    fn record(&mut self, r: Result<()>) {
         match r {
             Ok(()) => self.accepted += 1,
             Err(e) => {
@@ -375,13 +375,6 @@ impl Carbon {
     }
 }
 
-impl Shared {
-    /// Stores a point a routing handle owns: the standalone add of a canonical name.
-    pub(crate) fn add_routed_local(&self, name: &str, p: Point, wait: bool) -> Result<()> {
-        self.add_one(name, p, wait)
-    }
-}
-
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.clone())
@@ -416,10 +409,7 @@ impl Shared {
     }
 
     pub(crate) fn add_point(&self, metric: &str, p: Point) -> Result<()> {
-        if let Some(r) = &self.cluster {
-            return r.add_point(self, metric, p, false);
-        }
-        self.add_canonical(&self.counted_canonical_name(metric)?, p)
+        self.add_one(&self.counted_canonical_name(metric)?, p, false)
     }
 
     /// `canonical_name`, counting a refused name in `name_errors`.
@@ -503,18 +493,12 @@ impl Shared {
     }
 
     pub(crate) fn add_lines(&self, buf: &[u8], now: i64) -> AddLinesOutcome {
-        if let Some(r) = &self.cluster {
-            return r.add_lines(self, buf, now, false);
-        }
         self.add_lines_with(buf, now, false)
     }
 
     /// `add_lines` for stream receivers: points a full cache has no room for wait for it
     /// (`add_canonical_waiting`) instead of being refused, so the socket stops being read.
     pub(crate) fn add_lines_waiting(&self, buf: &[u8], now: i64) -> AddLinesOutcome {
-        if let Some(r) = &self.cluster {
-            return r.add_lines(self, buf, now, true);
-        }
         self.add_lines_with(buf, now, true)
     }
 
@@ -526,9 +510,6 @@ impl Shared {
     /// `add_lines_waiting` for points already decoded (the pickle receiver): same names,
     /// batches and waiting, in slice order.
     pub(crate) fn add_points_waiting(&self, points: &[(&str, Point)]) -> AddLinesOutcome {
-        if let Some(r) = &self.cluster {
-            return r.add_parsed(self, points.iter().map(|&pt| Ok(pt)), true);
-        }
         self.add_parsed(points.iter().map(|&pt| Ok(pt)), points.len(), true)
     }
 
@@ -580,8 +561,17 @@ impl Shared {
         out
     }
 
-    /// One canonical point, waiting for room (`wait`) or refused by a full cache.
+    /// One canonical point: routed on a `[cluster]` handle, else stored (`store_one`).
     fn add_one(&self, name: &str, p: Point, wait: bool) -> Result<()> {
+        match &self.cluster {
+            Some(r) => r.add_canonical(self, name, p, wait),
+            None => self.store_one(name, p, wait),
+        }
+    }
+
+    /// One canonical point into this process's journal and cache, waiting for room (`wait`)
+    /// or refused by a full cache; also a routing handle's own share.
+    pub(crate) fn store_one(&self, name: &str, p: Point, wait: bool) -> Result<()> {
         if wait {
             self.add_canonical_waiting(name, p)
         } else {
@@ -590,7 +580,8 @@ impl Shared {
     }
 
     /// Adds and empties `batch`; points beyond the cache's free room go through `add` one by
-    /// one, which applies the overflow policy exactly as `add_point` would.
+    /// one, which applies the overflow policy exactly as `add_point` would. On a `[cluster]`
+    /// handle every point is routed instead (one branch per batch, not per point).
     pub(crate) fn add_batch(
         &self,
         batch: &mut AddBatch<'_>,
@@ -598,6 +589,13 @@ impl Shared {
         wait: bool,
     ) {
         if batch.is_empty() {
+            return;
+        }
+        if let Some(r) = &self.cluster {
+            for (name, p) in batch.rest(0) {
+                out.record(r.add_canonical(self, name, p, wait));
+            }
+            batch.clear();
             return;
         }
         let _logged = match &self.durability {

@@ -4,8 +4,10 @@
 //! others —, as carbon-relay does with what arrives on its ports. Reads go to the owners'
 //! carbonserver API ([`super::query`]); flush waits for the senders too.
 //!
-//! The engine calls in at one place per path, behind one `Option` test, so a standalone
-//! handle pays a branch and nothing else.
+//! The engine routes at its two narrowest points — `add_one` for a single point and
+//! `add_batch` for a batch of parsed lines — behind one `Option` test each, so parsing,
+//! naming and counting are the standalone code and a standalone handle pays a branch per
+//! batch.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,10 +18,9 @@ use parking_lot::Mutex;
 
 use super::query::{self, QueryError};
 use super::{ClusterConfig, Destination, Router, Sender, SenderStats};
-use crate::engine::{AddLinesOutcome, Shared};
+use crate::engine::Shared;
 use crate::error::{Error, Result};
 use crate::find::FindMatch;
-use crate::parse::plain;
 use crate::points::Point;
 use crate::whisper::Series;
 
@@ -75,26 +76,20 @@ impl Routed {
         &self.router
     }
 
-    /// Routes one point; `wait` is the receivers' flavour of the local add (wait for room in
-    /// a full cache instead of refusing). A point whose every copy was dropped by full queues
-    /// is refused with `Error::Full` (and counted in the destinations' `dropped`).
-    pub(crate) fn add_point(
+    /// Routes one point with a canonical name; `wait` is the receivers' flavour of the local
+    /// add (wait for room in a full cache instead of refusing). A point whose every copy was
+    /// dropped by full queues is refused with `Error::Full` (and counted in the destinations'
+    /// `dropped`). The engine's add paths call this for every point of a routing handle.
+    pub(crate) fn add_canonical(
         &self,
         shared: &Shared,
-        metric: &str,
+        name: &str,
         p: Point,
         wait: bool,
     ) -> Result<()> {
-        let name = shared.canonical_name(metric).inspect_err(|_| {
-            shared.stats.name_errors.fetch_add(1, Relaxed);
-        })?;
-        self.add_canonical(shared, &name, p, wait)
-    }
-
-    fn add_canonical(&self, shared: &Shared, name: &str, p: Point, wait: bool) -> Result<()> {
         let out = self.router.send(name, p);
         if out.local {
-            shared.add_routed_local(name, p, wait)?;
+            shared.store_one(name, p, wait)?;
         } else if out.queued == 0 && out.dropped > 0 {
             return Err(Error::Full {
                 accepted: 0,
@@ -102,42 +97,6 @@ impl Routed {
             });
         }
         Ok(())
-    }
-
-    /// `add_lines` through the ring: the same parsing, naming and counting as a standalone
-    /// handle, each point then routed.
-    pub(crate) fn add_lines(
-        &self,
-        shared: &Shared,
-        buf: &[u8],
-        now: i64,
-        wait: bool,
-    ) -> AddLinesOutcome {
-        self.add_parsed(shared, plain::lines(buf, now), wait)
-    }
-
-    /// Routes points already decoded (lines, or a pickle frame), each as `add_point` does; a
-    /// parse error counts in `parse_errors`, and outcomes follow input order.
-    pub(crate) fn add_parsed<'a>(
-        &self,
-        shared: &Shared,
-        parsed: impl Iterator<Item = Result<(&'a str, Point)>>,
-        wait: bool,
-    ) -> AddLinesOutcome {
-        let mut out = AddLinesOutcome::default();
-        let mut parse_errors = 0;
-        for line in parsed {
-            let r = match line {
-                Ok((metric, p)) => self.add_point(shared, metric, p, wait),
-                Err(e) => {
-                    parse_errors += 1;
-                    Err(e)
-                }
-            };
-            out.record(r);
-        }
-        shared.stats.parse_errors.fetch_add(parse_errors, Relaxed);
-        out
     }
 
     /// The query address of member `i`, or an error saying that reads need one.
