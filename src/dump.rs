@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::cache::AddBatch;
 use crate::engine::{AddLinesOutcome, Shared};
 use crate::error::{Error, Result};
+use crate::journal::record;
 use crate::points::{Point, unix_now};
 
 /// Go's `points.MB`: longest metric name a reader accepts.
@@ -37,29 +38,12 @@ const CHUNK: usize = 4096;
 
 /// Appends `x` as a Go `binary.PutVarint`.
 fn put_varint(out: &mut Vec<u8>, x: i64) {
-    let mut u = ((x as u64) << 1) ^ ((x >> 63) as u64);
-    while u >= 0x80 {
-        out.push(u as u8 | 0x80);
-        u >>= 7;
-    }
-    out.push(u as u8);
+    record::put_varint(out, record::zigzag(x));
 }
 
 /// Reads a Go varint at `*pos`; None if the bytes end first or it overflows 64 bits.
 fn get_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut u = 0u64;
-    for shift in (0..70).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        if shift == 63 && b > 1 {
-            return None;
-        }
-        u |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some((u >> 1) as i64 ^ -((u & 1) as i64));
-        }
-    }
-    None
+    record::get_varint(buf, pos).ok().map(record::unzigzag)
 }
 
 /// Appends one metric's record in go-carbon's binary dump format.
@@ -345,14 +329,7 @@ fn restore_files(shared: &Shared, files: &[PathBuf], rps: u32) {
 fn add_chunk(shared: &Shared, chunk: &mut Vec<(String, Point)>) {
     let names: Vec<Option<Cow<'_, str>>> = chunk
         .iter()
-        .map(|(n, _)| {
-            shared
-                .canonical_name(n)
-                .inspect_err(|_| {
-                    shared.stats.name_errors.fetch_add(1, Relaxed);
-                })
-                .ok()
-        })
+        .map(|(n, _)| shared.counted_canonical_name(n).ok())
         .collect();
     let mut batch = AddBatch::with_capacity(chunk.len());
     for (name, (_, p)) in names.iter().zip(chunk.iter()) {

@@ -413,7 +413,7 @@ impl Shared {
     }
 
     /// `canonical_name`, counting a refused name in `name_errors`.
-    fn counted_canonical_name<'a>(&self, metric: &'a str) -> Result<Cow<'a, str>> {
+    pub(crate) fn counted_canonical_name<'a>(&self, metric: &'a str) -> Result<Cow<'a, str>> {
         self.canonical_name(metric).inspect_err(|_| {
             self.stats.name_errors.fetch_add(1, Relaxed);
         })

@@ -150,7 +150,8 @@ pub fn validate(payload: &[u8]) -> Result<usize, DecodeError> {
     decode(payload, |_, _| {})
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// LEB128, as Go's `binary.PutUvarint` (the dump format uses it too).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -158,7 +159,9 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
+/// Reads a LEB128 `u64` at `*pos`, as Go's `binary.Uvarint`; an error if the bytes end
+/// first or it overflows 64 bits.
+pub(crate) fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let Some(&b) = buf.get(*pos) else {
@@ -177,11 +180,13 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     Err(DecodeError("varint overflows u64"))
 }
 
-fn zigzag(v: i64) -> u64 {
+/// Signed to unsigned as Go's `binary.PutVarint` maps it.
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+/// The inverse of [`zigzag`].
+pub(crate) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
