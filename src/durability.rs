@@ -306,12 +306,7 @@ pub(crate) fn release_loop(shared: &Shared) {
 /// What `Shared::add_batch` does when the journal refused a batch: every point is rejected
 /// (none went into the cache), and the batch is emptied.
 pub(crate) fn refuse_batch(batch: &mut AddBatch<'_>, out: &mut AddLinesOutcome, e: Error) {
-    let n = batch.len() as u64;
-    out.rejected += n;
-    if matches!(e, Error::Full { .. }) {
-        out.refused_full += n;
-    }
-    out.first_error.get_or_insert(e);
+    out.reject(batch.len() as u64, e);
     batch.clear();
 }
 

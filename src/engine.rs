@@ -66,14 +66,17 @@ impl AddLinesOutcome {
     fn record(&mut self, r: Result<()>) {
         match r {
             Ok(()) => self.accepted += 1,
-            Err(e) => {
-                self.rejected += 1;
-                if matches!(e, Error::Full { .. }) {
-                    self.refused_full += 1;
-                }
-                self.first_error.get_or_insert(e);
-            }
+            Err(e) => self.reject(1, e),
         }
+    }
+
+    /// `n` points refused for the same reason `e`.
+    pub(crate) fn reject(&mut self, n: u64, e: Error) {
+        self.rejected += n;
+        if matches!(e, Error::Full { .. }) {
+            self.refused_full += n;
+        }
+        self.first_error.get_or_insert(e);
     }
 }
 
