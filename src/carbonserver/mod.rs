@@ -19,7 +19,9 @@ pub mod proto;
 use std::sync::Arc;
 
 use prost::Message;
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Shared;
 use crate::error::{Error, Result};
@@ -154,22 +156,33 @@ fn bad(e: impl std::fmt::Display) -> Response {
 
 // ---------------------------------------------------------------- find
 
-#[derive(Serialize)]
-struct JsonGlobMatch<'a> {
-    path: &'a str,
+// The JSON wire types serve both ends: this server writes them, a routing handle's
+// `cluster::query` reads them from other nodes, so the two cannot drift apart.
+
+/// One match of a `/metrics/find/?format=json` answer.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct JsonGlobMatch<'a> {
+    #[serde(borrow)]
+    pub(crate) path: Cow<'a, str>,
     #[serde(rename = "isLeaf")]
-    is_leaf: bool,
+    pub(crate) is_leaf: bool,
 }
 
-#[derive(Serialize)]
-struct JsonGlobResponse<'a> {
-    name: &'a str,
-    matches: Vec<JsonGlobMatch<'a>>,
+/// The matches of one query (go-carbon's `GlobResponse`).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct JsonGlobResponse<'a> {
+    /// The query; readers do not need it.
+    #[serde(borrow, default)]
+    pub(crate) name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) matches: Vec<JsonGlobMatch<'a>>,
 }
 
-#[derive(Serialize)]
-struct JsonMultiGlob<'a> {
-    metrics: Vec<JsonGlobResponse<'a>>,
+/// A `/metrics/find/?format=json` answer (go-carbon's `MultiGlobResponse`).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct JsonMultiGlob<'a> {
+    #[serde(borrow)]
+    pub(crate) metrics: Vec<JsonGlobResponse<'a>>,
 }
 
 fn find_handler(shared: &Shared, req: &Request) -> Response {
@@ -205,11 +218,11 @@ fn find_handler(shared: &Shared, req: &Request) -> Response {
                 metrics: results
                     .iter()
                     .map(|(q, ms)| JsonGlobResponse {
-                        name: q,
+                        name: Cow::Borrowed(q),
                         matches: ms
                             .iter()
                             .map(|m| JsonGlobMatch {
-                                path: &m.path,
+                                path: Cow::Borrowed(&m.path),
                                 is_leaf: m.is_leaf,
                             })
                             .collect(),
@@ -473,23 +486,28 @@ fn v2_series(s: &Fetched) -> proto::v2::FetchResponse {
     }
 }
 
-#[derive(Serialize)]
-struct JsonFetch<'a> {
-    name: &'a str,
+/// One series of a `/render/?format=json` answer (go-carbon's v2 `FetchResponse`).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct JsonFetch<'a> {
+    #[serde(borrow)]
+    pub(crate) name: Cow<'a, str>,
     #[serde(rename = "startTime")]
-    start_time: i64,
+    pub(crate) start_time: i64,
     #[serde(rename = "stopTime")]
-    stop_time: i64,
+    pub(crate) stop_time: i64,
     #[serde(rename = "stepTime")]
-    step_time: i64,
-    values: Vec<f64>,
-    #[serde(rename = "isAbsent")]
-    is_absent: Vec<bool>,
+    pub(crate) step_time: i64,
+    pub(crate) values: Vec<f64>,
+    /// Absent when the answer has no gaps to mark (readers take all values as present).
+    #[serde(rename = "isAbsent", default)]
+    pub(crate) is_absent: Vec<bool>,
 }
 
-#[derive(Serialize)]
-struct JsonMultiFetch<'a> {
-    metrics: Vec<JsonFetch<'a>>,
+/// A `/render/?format=json` answer (go-carbon's `MultiFetchResponse`).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct JsonMultiFetch<'a> {
+    #[serde(borrow)]
+    pub(crate) metrics: Vec<JsonFetch<'a>>,
 }
 
 /// go-carbon's JSON render: the v2 message (absent values are 0 with `isAbsent`), since
@@ -499,7 +517,7 @@ fn render_json(series: &[Fetched]) -> Response {
         metrics: series
             .iter()
             .map(|s| JsonFetch {
-                name: &s.name,
+                name: Cow::Borrowed(&s.name),
                 start_time: s.from,
                 stop_time: s.until,
                 step_time: s.step,

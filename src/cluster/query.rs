@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use crate::carbonserver::{JsonMultiFetch, JsonMultiGlob};
 
 use crate::error::Error;
 use crate::find::FindMatch;
@@ -136,23 +136,6 @@ pub fn encode(v: &str) -> String {
     out
 }
 
-#[derive(Deserialize)]
-struct JsonMatch {
-    path: String,
-    #[serde(rename = "isLeaf")]
-    is_leaf: bool,
-}
-
-#[derive(Deserialize)]
-struct JsonGlob {
-    matches: Vec<JsonMatch>,
-}
-
-#[derive(Deserialize)]
-struct JsonFind {
-    metrics: Vec<JsonGlob>,
-}
-
 /// `/metrics/find/` of `pattern` on one node.
 pub fn find(
     addr: &str,
@@ -165,35 +148,16 @@ pub fn find(
         Err(QueryError::NotFound) => return Ok(Vec::new()),
         r => r?,
     };
-    let r: JsonFind =
+    let r: JsonMultiGlob =
         serde_json::from_slice(&body).map_err(|e| QueryError::Bad(format!("find answer: {e}")))?;
     Ok(r.metrics
         .into_iter()
         .flat_map(|g| g.matches)
         .map(|m| FindMatch {
-            path: m.path,
+            path: m.path.into_owned(),
             is_leaf: m.is_leaf,
         })
         .collect())
-}
-
-#[derive(Deserialize)]
-struct JsonSeries {
-    name: String,
-    #[serde(rename = "startTime")]
-    start_time: i64,
-    #[serde(rename = "stopTime")]
-    stop_time: i64,
-    #[serde(rename = "stepTime")]
-    step_time: i64,
-    values: Vec<f64>,
-    #[serde(rename = "isAbsent", default)]
-    is_absent: Vec<bool>,
-}
-
-#[derive(Deserialize)]
-struct JsonRender {
-    metrics: Vec<JsonSeries>,
 }
 
 /// `/render/` of one metric on one node: the series as `Carbon::fetch` would return it there.
@@ -210,7 +174,7 @@ pub fn fetch(
         encode(metric)
     );
     let body = get(addr, &path, timeout)?;
-    let r: JsonRender = serde_json::from_slice(&body)
+    let r: JsonMultiFetch = serde_json::from_slice(&body)
         .map_err(|e| QueryError::Bad(format!("render answer: {e}")))?;
     let s = r
         .metrics
