@@ -152,7 +152,8 @@ impl Durability {
         self.log(|| batch.rest(0), batch.len(), wait, stats, shutdown)
     }
 
-    fn kick_releaser(&self) {
+    /// Wakes the releaser now: the journal filled up, or the handle is closing.
+    pub(crate) fn kick_releaser(&self) {
         *self.kick.lock() = true;
         self.kick_cond.notify_all();
     }
@@ -287,8 +288,7 @@ pub(crate) fn release_loop(shared: &Shared) {
         {
             let mut kicked = d.kick.lock();
             if !*kicked {
-                d.kick_cond
-                    .wait_for(&mut kicked, Duration::from_millis(100).min(RELEASE_PERIOD));
+                d.kick_cond.wait_for(&mut kicked, RELEASE_PERIOD);
             }
             *kicked = false;
         }

@@ -346,6 +346,10 @@ impl Carbon {
         }
         self.shared.shutdown.store(true, Relaxed);
         self.shared.stop.stop();
+        // The journal releaser sleeps a whole period between rounds; wake it to see shutdown.
+        if let Some(d) = &self.shared.durability {
+            d.kick_releaser();
+        }
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }

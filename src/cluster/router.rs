@@ -64,14 +64,16 @@ impl Router {
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                (Some(i) != local).then(|| {
-                    let mut opts = config.sender.clone();
-                    // One spill journal per member: the directory says whose points they are.
-                    opts.spill_dir = opts.spill_dir.map(|dir| dir.join(spill_dir_name(d)));
-                    Sender::start(d.clone(), opts)
-                })
+                (Some(i) != local)
+                    .then(|| {
+                        let mut opts = config.sender.clone();
+                        // One spill journal per member: the directory says whose points they are.
+                        opts.spill_dir = opts.spill_dir.map(|dir| dir.join(spill_dir_name(d)));
+                        Sender::start(d.clone(), opts)
+                    })
+                    .transpose()
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Router {
             config,
             ring,

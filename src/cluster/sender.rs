@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::{DEFAULT_RECONNECT_MAX_DELAY, Destination};
+use crate::error::{Error, Result};
 use crate::journal::{FsyncPolicy, Journal, JournalOptions};
 use crate::points::Point;
 
@@ -151,8 +152,9 @@ impl Sender {
     /// Starts `opts.connections` threads sending to `dest`, and with `opts.spill_dir` the
     /// spill drainer, which first delivers what an earlier run left spilled there. A spill
     /// directory that cannot be opened leaves the sender without spill (points past the
-    /// queue bound are then dropped and counted), since a relay must keep relaying.
-    pub fn start(dest: Destination, opts: SenderOptions) -> Sender {
+    /// queue bound are then dropped and counted), since a relay must keep relaying. Fails only
+    /// when the OS refuses a thread.
+    pub fn start(dest: Destination, opts: SenderOptions) -> Result<Sender> {
         let n = opts.connections.max(1);
         let mut leftover = 0;
         let spill = opts.spill_dir.as_ref().and_then(|dir| {
@@ -195,28 +197,35 @@ impl Sender {
             spilled: AtomicU64::new(0),
             spill,
         });
-        let mut threads: Vec<JoinHandle<()>> = (0..n)
-            .map(|i| {
-                let inner = Arc::clone(&inner);
-                std::thread::Builder::new()
-                    .name(format!("carbonlite-send-{}-{i}", inner.dest.port))
-                    .spawn(move || connection_loop(&inner))
-                    .expect("spawning a sender thread")
-            })
-            .collect();
-        if has_spill {
-            let inner = Arc::clone(&inner);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("carbonlite-spill-{}", inner.dest.port))
-                    .spawn(move || spill_loop(&inner))
-                    .expect("spawning a spill thread"),
-            );
-        }
-        Sender {
+        let sender = Sender {
             inner,
-            threads: Mutex::new(threads),
+            threads: Mutex::new(Vec::new()),
+        };
+        // A thread the OS refuses is an error for the caller; dropping `sender` stops the
+        // threads already started.
+        for i in 0..n {
+            let inner = Arc::clone(&sender.inner);
+            sender.spawn(
+                format!("carbonlite-send-{}-{i}", inner.dest.port),
+                move || connection_loop(&inner),
+            )?;
         }
+        if has_spill {
+            let inner = Arc::clone(&sender.inner);
+            sender.spawn(format!("carbonlite-spill-{}", inner.dest.port), move || {
+                spill_loop(&inner)
+            })?;
+        }
+        Ok(sender)
+    }
+
+    fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        let t = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(f)
+            .map_err(|e| Error::io(name, e))?;
+        self.threads.lock().push(t);
+        Ok(())
     }
 
     /// The destination.
@@ -669,7 +678,7 @@ mod tests {
             ..SenderOptions::default()
         };
         // Port 1 on loopback: nothing listens, so everything stays queued.
-        let s = Sender::start(Destination::parse("127.0.0.1:1").unwrap(), opts);
+        let s = Sender::start(Destination::parse("127.0.0.1:1").unwrap(), opts).unwrap();
         let p = Point {
             timestamp: 1,
             value: 1.0,
