@@ -84,7 +84,7 @@ impl AddLinesOutcome {
 /// the cache's 1024 shards get ~16 points per lock (each unlock waits for the shard's
 /// stores, so fewer locks per point pay; 3–5% over 4096 on `benches/ingest.rs`), while the
 /// batch (40 bytes a point) stays within a large L2.
-const ADD_CHUNK: usize = 32768;
+const ADD_CHUNK: usize = 16384;
 
 /// Whether `b` is a byte no name policy changes and `names::validate` accepts anywhere but
 /// at the ends or doubled (`.`): carbon-c-relay's `[0-9a-zA-Z-_:#]`, plus `.`. Comparisons

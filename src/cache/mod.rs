@@ -104,7 +104,7 @@ pub struct AddBatch<'a> {
 
 /// How many points ahead `Cache::add_batch` prefetches within a shard's run: vector tails
 /// this far ahead, entries twice this far.
-const AHEAD: usize = 12;
+const AHEAD: usize = 8;
 
 /// Sorts `order` (`shard << 32 | index`, indices ascending) by shard, stable, in O(n + shards):
 /// a quarter of the cost of `sort_unstable` for a batch of a few points per shard.
@@ -426,9 +426,9 @@ impl Cache {
             let mut shard = self.shards[shard_no as usize].lock();
             // Read under the shard lock: see `wait_persisted`.
             let generation = self.generation.load(Ordering::Relaxed);
-            // Software pipeline: the entry of point j + 2·AHEAD and the vector tail of point
-            // j + AHEAD start loading while point j is added, so the run's cache misses
-            // overlap instead of each `add` waiting out its own two.
+            // Software pipeline: the entry of point j + 2·AHEAD, and the vector tail and name
+            // of point j + AHEAD, start loading while point j is added, so the run's cache
+            // misses overlap instead of each `add` waiting out its own.
             for j in 0..run.min(2 * AHEAD) {
                 shard.prefetch_entry(at(j).hash);
             }
@@ -437,7 +437,11 @@ impl Cache {
                     shard.prefetch_entry(at(j + 2 * AHEAD).hash);
                 }
                 if j + AHEAD < run {
-                    shard.prefetch_tail(at(j + AHEAD).hash);
+                    let next = at(j + AHEAD);
+                    shard.prefetch_tail(next.hash);
+                    // Its name, compared with the entry's: a line of the input that parsing
+                    // read a chunk ago, often out of L2 by now (points go in shard order).
+                    prefetch::prefetch(next.name.as_ptr());
                 }
                 let it = at(j);
                 // In the valid prefix: `clamped` is exact here.
