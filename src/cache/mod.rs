@@ -423,6 +423,14 @@ impl Cache {
                 .position(|&o| o >> 32 != shard_no)
                 .unwrap_or(rest.len());
             let at = |j: usize| &items[(rest[j] & u64::from(u32::MAX)) as usize];
+            if let Some(&next) = rest.get(run) {
+                // The next run's lock word and table header: the one part of another shard
+                // this may touch before holding its lock (a hint reads nothing).
+                let p = std::ptr::from_ref(&self.shards[(next >> 32) as usize]).cast::<u8>();
+                for off in (0..std::mem::size_of::<CachePadded<Mutex<Shard>>>()).step_by(64) {
+                    prefetch::prefetch(p.wrapping_add(off));
+                }
+            }
             let mut shard = self.shards[shard_no as usize].lock();
             // Read under the shard lock: see `wait_persisted`.
             let generation = self.generation.load(Ordering::Relaxed);
