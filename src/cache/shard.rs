@@ -11,6 +11,7 @@ use hashbrown::HashTable;
 use std::time::Instant;
 
 use super::WriteStrategy;
+use super::prefetch::prefetch;
 use crate::points::Point;
 
 /// Constants of the folded-multiply steps (from the digits of pi, as wyhash/foldhash use).
@@ -25,13 +26,21 @@ fn fold(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-/// Reads up to 8 bytes little-endian, zero-padded.
-#[inline]
-fn word(bytes: &[u8]) -> u64 {
+/// The 8 bytes of `b` from `at`, little-endian; `at + 8 <= b.len()`. One load, where copying
+/// a short tail into a zeroed word would cost a `memcpy` call and a store-forwarding stall.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
-    let n = bytes.len().min(8);
-    w[..n].copy_from_slice(&bytes[..n]);
+    w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)
+}
+
+/// The 4 bytes of `b` from `at`, little-endian; `at + 4 <= b.len()`.
+#[inline(always)]
+fn half_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u64::from(u32::from_le_bytes(w))
 }
 
 /// Hash of a metric name, folded-multiply style (wyhash/foldhash), computed once per point
@@ -40,25 +49,70 @@ fn word(bytes: &[u8]) -> u64 {
 /// On the hot path, so: std's SipHash would cost more than the rest of `add`, and FxHash
 /// leaves the low bits (the table's bucket index) blind to the last bytes of a name, exactly
 /// where metric names differ (`host01.cpu` vs `host02.cpu`). 16 bytes per multiply and a
-/// splitmix64 finish give both speed and full avalanche. Not DoS-resistant: metric names
-/// come from trusted senders, as in go-carbon.
+/// splitmix64 finish give both speed and full avalanche. The last 1–16 bytes are read as two
+/// possibly overlapping words (as wyhash does), never byte by byte; the length seeds the
+/// hash, so overlaps cannot make two names of different lengths collide systematically. Not
+/// DoS-resistant: metric names come from trusted senders, as in go-carbon. Never stored:
+/// only this process's cache uses it.
 #[inline]
 pub(crate) fn hash_name(name: &[u8]) -> u64 {
-    let mut h = (name.len() as u64).wrapping_mul(K0);
-    let mut chunks = name.chunks_exact(16);
-    for c in &mut chunks {
-        h = fold(word(&c[..8]) ^ h ^ K1, word(&c[8..]) ^ K2);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let (a, b) = rest.split_at(rest.len().min(8));
-        h = fold(word(a) ^ h ^ K1, word(b) ^ K2);
-    }
+    let n = name.len();
+    let mut h = (n as u64).wrapping_mul(K0);
+    let (a, b) = if n > 16 {
+        let mut i = 0;
+        // Whole chunks, leaving 1..=16 bytes for the tail.
+        while i + 16 < n {
+            h = fold(word_at(name, i) ^ h ^ K1, word_at(name, i + 8) ^ K2);
+            i += 16;
+        }
+        (word_at(name, n - 16), word_at(name, n - 8))
+    } else if n >= 8 {
+        (word_at(name, 0), word_at(name, n - 8))
+    } else if n >= 4 {
+        (half_at(name, 0), half_at(name, n - 4))
+    } else if n > 0 {
+        let bytes = (u64::from(name[0]) << 16) | (u64::from(name[n / 2]) << 8);
+        (bytes | u64::from(name[n - 1]), 0)
+    } else {
+        (0, 0)
+    };
+    h = fold(a ^ h ^ K1, b ^ K2);
     // splitmix64 finaliser
     let mut z = h;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// `a == b` for names: 16- and 8-byte compares (the last one overlapping) instead of a
+/// `memcmp` call, which costs more than the compare for names this short.
+#[inline(always)]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n >= 16 {
+        let chunk = |x: &[u8], at: usize| -> [u8; 16] {
+            let mut c = [0u8; 16];
+            c.copy_from_slice(&x[at..at + 16]);
+            c
+        };
+        let mut i = 0;
+        while i + 16 < n {
+            if chunk(a, i) != chunk(b, i) {
+                return false;
+            }
+            i += 16;
+        }
+        chunk(a, n - 16) == chunk(b, n - 16)
+    } else if n >= 8 {
+        (word_at(a, 0) == word_at(b, 0)) & (word_at(a, n - 8) == word_at(b, n - 8))
+    } else if n >= 4 {
+        (half_at(a, 0) == half_at(b, 0)) & (half_at(a, n - 4) == half_at(b, n - 4))
+    } else {
+        a == b
+    }
 }
 
 /// The shard of a name with hash `hash`: `mask` is `shards - 1` (at most 2^20 - 1).
@@ -195,7 +249,7 @@ impl Entry {
 
     #[inline]
     fn is(&self, name: &[u8]) -> bool {
-        self.name.as_bytes() == name
+        same_name(self.name.as_bytes(), name)
     }
 
     fn hash(&self) -> u64 {
@@ -281,6 +335,30 @@ impl Shard {
         }
         self.insert_new(hash, name, p, generation);
         true
+    }
+
+    /// Starts loading, without waiting for it, the entry `hash` most likely names (the first
+    /// of the table's tag matches: 127 in 128 times the only one), so that a later `add` of
+    /// it finds the entry in the CPU cache. Reads only the table's control bytes, so several
+    /// of these overlap their memory latency where `add`s would wait out one miss each.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64) {
+        if let Some(e) = self.map.iter_hash(hash).next() {
+            let p = std::ptr::from_ref(e).cast::<u8>();
+            // Up to three cache lines hold an entry.
+            for off in [0, ENTRY_SIZE / 2, ENTRY_SIZE - 1] {
+                prefetch(p.wrapping_add(off));
+            }
+        }
+    }
+
+    /// Starts loading where `add` of `hash` will write its point (the end of the likely
+    /// entry's queued vector). Reads the entry: call it after `prefetch_entry` had time.
+    #[inline]
+    pub fn prefetch_tail(&self, hash: u64) {
+        if let Some(e) = self.map.iter_hash(hash).next() {
+            prefetch(e.queued.as_ptr().wrapping_add(e.queued.len()).cast());
+        }
     }
 
     #[inline(never)]
@@ -503,6 +581,8 @@ impl Shard {
     }
 }
 
+const ENTRY_SIZE: usize = std::mem::size_of::<Entry>();
+
 /// Capacity of a metric's first queued vector: a metric usually gets a few points per
 /// write-out cycle, and 4 is what `Vec` would pick anyway.
 const INITIAL_CAPACITY: usize = 4;
@@ -605,6 +685,37 @@ mod tests {
             "only {} distinct low bytes",
             buckets.len()
         );
+    }
+
+    #[test]
+    fn same_name_is_slice_equality() {
+        // Every length around the 4/8/16-byte compare widths, a difference at each position.
+        for n in 0..50usize {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same_name(&a, &a.clone()), "{n}");
+            assert!(!same_name(&a, &a[..n.saturating_sub(1)]) || n == 0, "{n}");
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x01;
+                assert!(!same_name(&a, &b), "{n} {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn hash_sees_every_byte_and_the_length() {
+        for n in 0..50usize {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            let h = hash_name(&a);
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x01;
+                assert_ne!(hash_name(&b), h, "{n} {i}");
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert_ne!(hash_name(&longer), h, "{n}");
+        }
     }
 
     #[test]
