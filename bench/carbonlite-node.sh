@@ -44,6 +44,9 @@ overflow = "block"
 [tcp]
 enabled = true
 listen = "127.0.0.1:$port"
+[carbonlink]
+# The daemon opens 7002 by default; two benchmark nodes at once would collide on it.
+enabled = false
 CONF
 if [[ "$journal" != off ]]; then
   printf '[journal]\nenabled = true\nfsync = "%s"\n' "$journal" >> "$conf"
