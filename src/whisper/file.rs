@@ -105,8 +105,15 @@ impl WhisperFile {
     fn create_anonymous(path: &Path, header: &Header, opts: CreateOptions) -> Result<Option<File>> {
         use rustix::fs::{AtFlags, CWD, Mode, OFlags};
         use std::os::fd::AsRawFd;
-        static PROC_FD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if !*PROC_FD.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+        use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+        // 0: not yet known, 1: usable, 2: off for this process (no /proc, or linking through
+        // it failed for a reason of its own).
+        static STATE: AtomicU8 = AtomicU8::new(0);
+        if STATE.load(Relaxed) == 0 {
+            let usable = Path::new("/proc/self/fd").is_dir();
+            STATE.store(if usable { 1 } else { 2 }, Relaxed);
+        }
+        if STATE.load(Relaxed) != 1 {
             return Ok(None);
         }
         let dir = match path.parent() {
@@ -139,6 +146,18 @@ impl WhisperFile {
         match rustix::fs::linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
             Ok(()) => Ok(Some(file)),
             Err(rustix::io::Errno::EXIST) => Err(Error::AlreadyExists(path.to_path_buf())),
+            // The directory is there (the open just worked), so a missing or refused source is
+            // /proc misbehaving (another PID namespace's /proc, a security module): stop using
+            // this way; the caller builds the file again the named way.
+            Err(e)
+                if (e == rustix::io::Errno::NOENT && dir.is_dir())
+                    || e == rustix::io::Errno::PERM
+                    || e == rustix::io::Errno::ACCESS
+                    || e == rustix::io::Errno::XDEV =>
+            {
+                STATE.store(2, Relaxed);
+                Ok(None)
+            }
             Err(e) => Err(Error::io(path, e.into())),
         }
     }
