@@ -7,6 +7,8 @@
 #                            [--journal off|always|interval|never] [--max-open-files N]
 #
 # Uses ../shared/bench/conf's W1 storage schemas (10s:1d,1m:30d, average, xff 0.5).
+# CARBONLITE_BIN=path runs another build (e.g. a saved copy of the previous code, to alternate
+# old and new in one interleaved pass).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
@@ -51,4 +53,4 @@ CONF
 if [[ "$journal" != off ]]; then
   printf '[journal]\nenabled = true\nfsync = "%s"\n' "$journal" >> "$conf"
 fi
-exec "$ROOT/target/release/carbonlite" -config "$conf"
+exec "${CARBONLITE_BIN:-$ROOT/target/release/carbonlite}" -config "$conf"

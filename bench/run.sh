@@ -27,9 +27,9 @@ node="$ROOT/bench/carbonlite-node.sh"
 spec="$(mktemp)"
 w1() {
   cat <<SPEC
---name carbon-cache-sparse --workload W1 --port 2103 --results $RES/carbon-cache-sparse-W1.jsonl --data-dir /tmp/peers/data/carbon-cache -- peers/carbon-cache.sh --port 2103 --variant sparse --data-dir /tmp/peers/data/carbon-cache
---name carbonlite --workload W1 --port 2303 --results $RES/carbonlite-W1.jsonl --data-dir /tmp/peers/data/carbonlite -- $node --port 2303 --data-dir /tmp/peers/data/carbonlite --sparse false
---name carbonlite-sparse --workload W1 --port 2303 --results $RES/carbonlite-sparse-W1.jsonl --data-dir /tmp/peers/data/carbonlite -- $node --port 2303 --data-dir /tmp/peers/data/carbonlite --sparse true
+--name carbon-cache-sparse --workload W1 --interval 0.1 --port 2103 --results $RES/carbon-cache-sparse-W1.jsonl --data-dir /tmp/peers/data/carbon-cache -- peers/carbon-cache.sh --port 2103 --variant sparse --data-dir /tmp/peers/data/carbon-cache
+--name carbonlite --workload W1 --interval 0.1 --port 2303 --results $RES/carbonlite-W1.jsonl --data-dir /tmp/peers/data/carbonlite -- $node --port 2303 --data-dir /tmp/peers/data/carbonlite --sparse false
+--name carbonlite-sparse --workload W1 --interval 0.1 --port 2303 --results $RES/carbonlite-sparse-W1.jsonl --data-dir /tmp/peers/data/carbonlite -- $node --port 2303 --data-dir /tmp/peers/data/carbonlite --sparse true
 SPEC
 }
 w2() {
@@ -46,7 +46,7 @@ SPEC
 }
 w1j() {
   for j in off interval always; do
-    echo "--name carbonlite-journal-$j --workload W1 --port 2303 --results $RES/carbonlite-journal-$j-W1.jsonl --data-dir /tmp/peers/data/carbonlite -- $node --port 2303 --data-dir /tmp/peers/data/carbonlite --sparse false --journal $j"
+    echo "--name carbonlite-journal-$j --workload W1 --interval 0.1 --port 2303 --results $RES/carbonlite-journal-$j-W1.jsonl --data-dir /tmp/peers/data/carbonlite -- $node --port 2303 --data-dir /tmp/peers/data/carbonlite --sparse false --journal $j"
   done
 }
 case "$what" in

@@ -53,9 +53,9 @@ fn open_error(path: &Path, e: std::io::Error) -> Error {
 
 impl WhisperFile {
     /// whisper.py `create`: validates the archive list and xff, refuses an existing file, and
-    /// writes header + zeroed archives. The file is built under a temporary name in the same
-    /// directory and linked into place, so a crash never leaves a half-written database behind
-    /// and a concurrent creator cannot be overwritten.
+    /// writes header + zeroed archives. The file is built unnamed (Linux `O_TMPFILE`) or under
+    /// a temporary name in the same directory, and linked into place, so a crash never leaves a
+    /// half-written database behind and a concurrent creator cannot be overwritten.
     pub fn create(
         path: &Path,
         retentions: &[Retention],
@@ -64,12 +64,117 @@ impl WhisperFile {
         opts: CreateOptions,
     ) -> Result<WhisperFile> {
         let header = Header::new(retentions, aggregation, x_files_factor)?;
-        if path.symlink_metadata().is_ok() {
-            return Err(Error::AlreadyExists(path.to_path_buf()));
-        }
         let name = path
             .file_name()
             .ok_or_else(|| Error::invalid(format!("{} has no file name", path.display())))?;
+        let file = match Self::create_anonymous(path, &header, opts)? {
+            Some(file) => file,
+            None => {
+                if path.symlink_metadata().is_ok() {
+                    return Err(Error::AlreadyExists(path.to_path_buf()));
+                }
+                Self::create_named_temp(path, name, &header, opts)?
+            }
+        };
+        let bases = vec![0; header.archives.len()];
+        let map = FileMap::new(&file, header.file_size());
+        Ok(WhisperFile {
+            path: path.to_path_buf(),
+            file,
+            map,
+            header,
+            writable: true,
+            bases,
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// Linux: builds the file as an unnamed inode in the target directory (`O_TMPFILE`) and
+    /// gives it its name with one `linkat`, which fails if the name exists. One name operation
+    /// instead of the three of [`Self::create_named_temp`] (create the temporary name, link,
+    /// unlink), and a crash at any point leaves no name at all. `None` when the file system or
+    /// kernel has no `O_TMPFILE`, or `/proc` is not mounted (the link goes through
+    /// `/proc/self/fd/N`, as `AT_EMPTY_PATH` needs `CAP_DAC_READ_SEARCH`): then the caller
+    /// uses the named temporary file.
+    ///
+    /// No existence check up front: `linkat` refuses an existing name anyway, and a lookup per
+    /// create is measurable when creating thousands of files (callers like the persister have
+    /// just seen the open fail). An existing name thus costs a wasted unnamed file, and a
+    /// failed fill reports `AlreadyExists` if the name exists, as the check would have.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn create_anonymous(path: &Path, header: &Header, opts: CreateOptions) -> Result<Option<File>> {
+        use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+        // 0: not yet known, 1: usable, 2: off for this process (no /proc, or linking through
+        // it failed for a reason of its own).
+        static STATE: AtomicU8 = AtomicU8::new(0);
+        if STATE.load(Relaxed) == 0 {
+            let usable = Path::new("/proc/self/fd").is_dir();
+            STATE.store(if usable { 1 } else { 2 }, Relaxed);
+        }
+        if STATE.load(Relaxed) != 1 {
+            return Ok(None);
+        }
+        let dir = match path.parent() {
+            Some(d) if d.as_os_str().is_empty() => Path::new("."),
+            Some(d) => d,
+            None => return Ok(None),
+        };
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(CWD, dir, flags, Mode::from_raw_mode(0o666)) {
+            Ok(fd) => fd,
+            // No O_TMPFILE here: old kernels see a directory open (EISDIR), file systems
+            // without it say EOPNOTSUPP, and EINVAL covers unknown flag combinations.
+            Err(e)
+                if e == rustix::io::Errno::OPNOTSUPP
+                    || e == rustix::io::Errno::ISDIR
+                    || e == rustix::io::Errno::INVAL =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(open_error(dir, e.into())),
+        };
+        let file = File::from(fd);
+        if let Err(e) = Self::fill(&file, path, header, opts) {
+            if path.symlink_metadata().is_ok() {
+                return Err(Error::AlreadyExists(path.to_path_buf()));
+            }
+            return Err(e);
+        }
+        let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match rustix::fs::linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => Ok(Some(file)),
+            Err(rustix::io::Errno::EXIST) => Err(Error::AlreadyExists(path.to_path_buf())),
+            // The directory is there (the open just worked), so a missing or refused source is
+            // /proc misbehaving (another PID namespace's /proc, a security module): stop using
+            // this way; the caller builds the file again the named way.
+            Err(e)
+                if (e == rustix::io::Errno::NOENT && dir.is_dir())
+                    || e == rustix::io::Errno::PERM
+                    || e == rustix::io::Errno::ACCESS
+                    || e == rustix::io::Errno::XDEV =>
+            {
+                STATE.store(2, Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(Error::io(path, e.into())),
+        }
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn create_anonymous(_: &Path, _: &Header, _: CreateOptions) -> Result<Option<File>> {
+        Ok(None)
+    }
+
+    /// The portable way: build the file under a temporary name beside `path`, hard-link it
+    /// into place (which refuses an existing name), remove the temporary name.
+    fn create_named_temp(
+        path: &Path,
+        name: &std::ffi::OsStr,
+        header: &Header,
+        opts: CreateOptions,
+    ) -> Result<File> {
         let tmp = path.with_file_name(format!(
             ".{}.tmp.{}.{}",
             name.to_string_lossy(),
@@ -83,21 +188,11 @@ impl WhisperFile {
             .open(&tmp)
             .map_err(|e| open_error(&tmp, e))?;
         let result =
-            Self::fill(&file, &tmp, &header, opts).and_then(|()| Self::link_into_place(&tmp, path));
+            Self::fill(&file, &tmp, header, opts).and_then(|()| Self::link_into_place(&tmp, path));
         // The temporary name goes away in every case; on success `path` holds the inode.
         let _ = std::fs::remove_file(&tmp);
         result?;
-        let bases = vec![0; header.archives.len()];
-        let map = FileMap::new(&file, header.file_size());
-        Ok(WhisperFile {
-            path: path.to_path_buf(),
-            file,
-            map,
-            header,
-            writable: true,
-            bases,
-            scratch: Scratch::default(),
-        })
+        Ok(file)
     }
 
     fn fill(file: &File, tmp: &Path, header: &Header, opts: CreateOptions) -> Result<()> {
@@ -506,6 +601,61 @@ mod tests {
             WhisperFile::open(&dir.path().join("zz.wsp")),
             Err(Error::NotFound(_))
         ));
+    }
+
+    /// Both ways of building a file (unnamed + linkat, named temporary + link) give the same
+    /// bytes, refuse an existing name and leave nothing else in the directory.
+    #[test]
+    fn anonymous_and_named_temp_creation_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = Header::new(&[r(10, 60), r(60, 30)], AggregationMethod::Max, 0.3).unwrap();
+        let mut bytes = Vec::new();
+        for sparse in [false, true] {
+            let opts = CreateOptions {
+                sparse,
+                fallocate: !sparse,
+            };
+            let named = dir.path().join(format!("named{sparse}.wsp"));
+            drop(
+                WhisperFile::create_named_temp(&named, named.file_name().unwrap(), &header, opts)
+                    .unwrap(),
+            );
+            bytes.push(std::fs::read(&named).unwrap());
+            let again =
+                WhisperFile::create_named_temp(&named, named.file_name().unwrap(), &header, opts);
+            assert!(matches!(again, Err(Error::AlreadyExists(_))));
+            let anon = dir.path().join(format!("anon{sparse}.wsp"));
+            // None where the file system has no O_TMPFILE: then `create` takes the named way.
+            if WhisperFile::create_anonymous(&anon, &header, opts)
+                .unwrap()
+                .is_some()
+            {
+                bytes.push(std::fs::read(&anon).unwrap());
+                let again = WhisperFile::create_anonymous(&anon, &header, opts);
+                assert!(matches!(again, Err(Error::AlreadyExists(_))));
+            }
+        }
+        assert!(
+            bytes
+                .iter()
+                .all(|b| *b == bytes[0] && b.len() as u64 == header.file_size())
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.ends_with(".wsp") && !n.starts_with('.')),
+            "{names:?}"
+        );
+        assert_eq!(names.len(), bytes.len());
+        // A missing directory is an error, not a fallback.
+        let missing = dir.path().join("no/such.wsp");
+        assert!(
+            WhisperFile::create_anonymous(&missing, &header, CreateOptions::default()).is_err()
+        );
     }
 
     #[test]
