@@ -7,6 +7,8 @@
 # The shared harness is ../shared/bench beside the checkout, or $SHARED_BENCH (a worktree).
 #
 # W1 = 10,000 metrics x 60 points persisted (carbonlite full + sparse vs python carbon-cache),
+#      here with a delete + 60 s quiet between runs, which on this disk measures ext4's
+#      recovery from the delete more than the servers: bench/w1_fresh.sh is the W1 to quote,
 # W2 = 100,000 metrics x 10 points over one TCP connection, cache only (vs carbon-c-relay),
 # W3 = W1 onto existing files, W1J = W1 with the journal off / fsync=interval / fsync=always. Installs Debian graphite-carbon / carbon-c-relay on first use.
 # Results: bench/results/*.jsonl.

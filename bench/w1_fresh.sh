@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# W1 (10,000 metrics x 60 points, persisted) for carbon-cache (sparse), carbonlite full and
+# carbonlite sparse, round-robin with a rotating order, each run into a FRESH data directory
+# and nothing deleted until the series ends.
+#
+#   bench/w1_fresh.sh [ROUNDS]        (default 3; results in bench/results/w1-fresh-*.jsonl)
+#
+# Why not bench/run.sh w1: this disk's ext4 has no journal, and in that mode the kernel skips
+# inodes freed in the last seconds (up to ~5 min while their inode block is dirty) when it
+# allocates new ones, scanning past them. Creating 10,100 directories and 10,000 files right
+# after the previous run's were deleted then costs 3-20 s instead of ~0.8 s, whichever
+# server runs, and the harness's 60 s quiet period is not enough. Fresh directories keep
+# every run out of that window. Polling is every 0.1 s for every server.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+export SHARED_BENCH="$SHARED"
+rounds="${1:-3}"
+RES="$ROOT/bench/results"
+mkdir -p "$RES"
+(cd "$ROOT" && cargo build --release -q --bin carbonlite)
+command -v carbon-cache >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphite-carbon >/dev/null; }
+[[ -x /tmp/peers/venv/bin/python ]] && /tmp/peers/venv/bin/python -c 'import whisper' 2>/dev/null \
+  || { python3 -m venv /tmp/peers/venv && /tmp/peers/venv/bin/pip install -q whisper==1.1.10; }
+base="/tmp/peers/data/w1-fresh-$$"
+mkdir -p "$base"
+trap 'rm -rf "$base"' EXIT
+variants=(carbon-cache-sparse carbonlite carbonlite-sparse)
+n=${#variants[@]}
+cd "$SHARED"
+for r in $(seq 1 "$rounds"); do
+  for k in $(seq 0 $((n - 1))); do
+    v=${variants[$(((k + r - 1) % n))]}
+    dd="$base/$r-$k"
+    case "$v" in
+      carbon-cache-sparse) port=2103 cmd=(peers/carbon-cache.sh --port 2103 --variant sparse --data-dir "$dd");;
+      carbonlite) port=2303 cmd=("$ROOT/bench/carbonlite-node.sh" --port 2303 --data-dir "$dd" --sparse false);;
+      carbonlite-sparse) port=2303 cmd=("$ROOT/bench/carbonlite-node.sh" --port 2303 --data-dir "$dd" --sparse true);;
+    esac
+    sync
+    sleep 5
+    ./run_workload.sh --runs 1 --name "$v" --port "$port" --interval 0.1 --quiet 0 --keep-data \
+      --notes "fresh data dir" --results "$RES/w1-fresh-$v.jsonl" --data-dir "$dd" -- "${cmd[@]}" >/dev/null
+    tail -1 "$RES/w1-fresh-$v.jsonl" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(r["when"], r["peer"], "persist", round(r["persist_secs"],3), "s", int(r["persist_points_per_s"]), "points/s; ingest", round(r["ingest_secs"],3), "s; server cpu", r["server_cpu_secs"])'
+  done
+done
+uptime
+python3 "$SHARED/summarize.py" "$RES"
