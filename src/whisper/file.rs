@@ -76,17 +76,7 @@ impl WhisperFile {
                 Self::create_named_temp(path, name, &header, opts)?
             }
         };
-        let bases = vec![0; header.archives.len()];
-        let map = FileMap::new(&file, header.file_size());
-        Ok(WhisperFile {
-            path: path.to_path_buf(),
-            file,
-            map,
-            header,
-            writable: true,
-            bases,
-            scratch: Scratch::default(),
-        })
+        Ok(Self::with_header(path, file, header, true))
     }
 
     /// Linux: builds the file as an unnamed inode in the target directory (`O_TMPFILE`) and
@@ -290,9 +280,14 @@ impl WhisperFile {
         let mut bytes = vec![0u8; METADATA_SIZE + 12 * count as usize];
         read(&mut bytes, 0)?;
         let header = Header::decode(&bytes, len, path)?;
+        Ok(Self::with_header(path, file, header, writable))
+    }
+
+    /// An open file whose header has been built or validated: maps it, no archive read yet.
+    fn with_header(path: &Path, file: File, header: Header, writable: bool) -> WhisperFile {
         let bases = vec![0; header.archives.len()];
         let map = FileMap::new(&file, header.file_size());
-        Ok(WhisperFile {
+        WhisperFile {
             path: path.to_path_buf(),
             file,
             map,
@@ -300,7 +295,7 @@ impl WhisperFile {
             writable,
             bases,
             scratch: Scratch::default(),
-        })
+        }
     }
 
     /// The path the file was opened or created at.
