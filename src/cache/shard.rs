@@ -337,13 +337,19 @@ impl Shard {
         true
     }
 
-    /// Starts loading, without waiting for it, the entry `hash` most likely names (the first
-    /// of the table's tag matches: 127 in 128 times the only one), so that a later `add` of
-    /// it finds the entry in the CPU cache. Reads only the table's control bytes, so several
-    /// of these overlap their memory latency where `add`s would wait out one miss each.
+    /// The entry `hash` most likely names: the first of the table's tag matches, 127 in 128
+    /// times the only one. Reads only the table's control bytes to find it.
+    #[inline]
+    fn likely_entry(&self, hash: u64) -> Option<&Entry> {
+        self.map.iter_hash(hash).next()
+    }
+
+    /// Starts loading, without waiting for it, the entry `hash` most likely names, so that a
+    /// later `add` of it finds the entry in the CPU cache. Several of these overlap their
+    /// memory latency where `add`s would wait out one miss each.
     #[inline]
     pub fn prefetch_entry(&self, hash: u64) {
-        if let Some(e) = self.map.iter_hash(hash).next() {
+        if let Some(e) = self.likely_entry(hash) {
             let p = std::ptr::from_ref(e).cast::<u8>();
             // Up to three cache lines hold an entry.
             for off in [0, ENTRY_SIZE / 2, ENTRY_SIZE - 1] {
@@ -356,7 +362,7 @@ impl Shard {
     /// entry's queued vector). Reads the entry: call it after `prefetch_entry` had time.
     #[inline]
     pub fn prefetch_tail(&self, hash: u64) {
-        if let Some(e) = self.map.iter_hash(hash).next() {
+        if let Some(e) = self.likely_entry(hash) {
             prefetch(e.queued.as_ptr().wrapping_add(e.queued.len()).cast());
         }
     }
