@@ -33,6 +33,16 @@ fn open(dir: &CString) -> *mut carbon {
     h
 }
 
+/// The steady variant's reset: before round `round`, a handle that holds STEADY_ROUNDS
+/// rounds is closed and replaced by an empty one.
+fn reopen_if_full(h: &mut *mut carbon, dir: &CString, round: usize) {
+    if round > 0 && round.is_multiple_of(STEADY_ROUNDS) {
+        // SAFETY: live handle, not used again.
+        unsafe { carbon_close(*h) };
+        *h = open(dir);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let d = CString::new(dir.path().to_str().unwrap()).unwrap();
@@ -63,10 +73,8 @@ fn bench(c: &mut Criterion) {
     {
         let steady = std::env::var_os("INGEST_STEADY").is_some_and(|v| v != "0");
         for (r, buf) in rounds.iter().cycle().take(n).enumerate() {
-            if steady && r > 0 && r % STEADY_ROUNDS == 0 {
-                // SAFETY: live handle, not used again.
-                unsafe { carbon_close(h) };
-                h = open(&d);
+            if steady {
+                reopen_if_full(&mut h, &d, r);
             }
             // SAFETY: live handle, valid buffer.
             let got = unsafe { carbon_add_line(h, buf.as_ptr().cast(), buf.len()) };
@@ -99,11 +107,7 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut timed = Duration::ZERO;
             for _ in 0..iters {
-                if round > 0 && round % STEADY_ROUNDS == 0 {
-                    // SAFETY: live handle, not used again.
-                    unsafe { carbon_close(h) };
-                    h = open(&d);
-                }
+                reopen_if_full(&mut h, &d, round);
                 let buf = &rounds[round % rounds.len()];
                 round += 1;
                 let t = Instant::now();
