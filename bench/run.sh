@@ -17,14 +17,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
 export SHARED_BENCH="$SHARED"
 what="${1:-all}" rounds="${2:-3}"
-RES="$ROOT/bench/results"
-mkdir -p "$RES"
-(cd "$ROOT" && cargo build --release -q --bin carbonlite)
-command -v carbon-cache >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphite-carbon >/dev/null; }
-command -v carbon-c-relay >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq carbon-c-relay >/dev/null; }
-# The python venv with whisper that run_workload.sh checks files with.
-[[ -x /tmp/peers/venv/bin/python ]] && /tmp/peers/venv/bin/python -c 'import whisper' 2>/dev/null \
-  || { python3 -m venv /tmp/peers/venv && /tmp/peers/venv/bin/pip install -q whisper==1.1.10; }
+source "$ROOT/bench/setup.sh"
+need_deb carbon-cache graphite-carbon
+need_deb carbon-c-relay carbon-c-relay
 node="$ROOT/bench/carbonlite-node.sh"
 spec="$(mktemp)"
 w1() {

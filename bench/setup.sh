@@ -1,0 +1,12 @@
+# Sourced by the bench runners (bench/run.sh, bench/w1_fresh.sh) once ROOT is set: the
+# results directory, the release daemon, the harness' python venv, and `need_deb CMD PKG`
+# to install a Debian peer on first use.
+RES="$ROOT/bench/results"
+mkdir -p "$RES"
+(cd "$ROOT" && cargo build --release -q --bin carbonlite)
+need_deb() {
+  command -v "$1" >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
+}
+# The python venv with whisper that run_workload.sh checks files with.
+[[ -x /tmp/peers/venv/bin/python ]] && /tmp/peers/venv/bin/python -c 'import whisper' 2>/dev/null \
+  || { python3 -m venv /tmp/peers/venv && /tmp/peers/venv/bin/pip install -q whisper==1.1.10; }
