@@ -16,7 +16,8 @@
 //! - Flush: every queued run or flight carries the *flush generation* current when its oldest
 //!   point arrived. [`Cache::wait_persisted`] advances the generation and waits until no shard
 //!   holds a tag of the old one (see `shard::Generations`), so its cost is one lock per shard
-//!   plus one per wake-up, never a scan of all points.
+//!   plus one per wake-up, never a scan of all points. It is woken only when some shard's
+//!   oldest generation moves on, not on every confirmed batch.
 //! - Wake-ups use `Condvar`s with a waiter count checked after the state change (SeqCst on
 //!   both sides), so the hot path pays nothing when nobody waits, and no wake-up is lost.
 
@@ -689,7 +690,9 @@ impl Cache {
             if r.poppable {
                 self.mark_pending();
             }
-            self.flushers.notify();
+            if r.oldest_advanced {
+                self.flushers.notify();
+            }
         }
     }
 
@@ -728,7 +731,9 @@ impl Cache {
                 }
             }
         }
-        self.flushers.notify();
+        if r.oldest_advanced {
+            self.flushers.notify();
+        }
     }
 
     /// A number that grows with every accepted point: pass it to [`Cache::wait_persisted`].

@@ -297,6 +297,9 @@ pub(crate) struct Released {
     pub freed: usize,
     /// The metric now has queued points a persister may pop (wake one).
     pub poppable: bool,
+    /// The shard's oldest flush generation moved on: the only change a `wait_persisted`
+    /// caller waits for, so only then is it worth waking.
+    pub oldest_advanced: bool,
 }
 
 /// One metric's raw points taken by `Shard::drain`.
@@ -445,6 +448,7 @@ impl Shard {
 
     /// The batch `ticket` of `name` is persisted: forget its points.
     pub fn confirm(&mut self, hash: u64, name: &str, ticket: u64) -> Option<Released> {
+        let oldest = self.generations.oldest();
         let (e, flight) =
             Self::take_flight(&mut self.map, &mut self.in_flight, hash, name, ticket)?;
         let poppable = !e.queued.is_empty();
@@ -456,6 +460,7 @@ impl Shard {
         Some(Released {
             freed: flight.points.len(),
             poppable,
+            oldest_advanced: self.generations.oldest() != oldest,
         })
     }
 
@@ -471,6 +476,7 @@ impl Shard {
         retry_after: Option<Instant>,
         now: Instant,
     ) -> Option<Released> {
+        let oldest = self.generations.oldest();
         let (e, flight) =
             Self::take_flight(&mut self.map, &mut self.in_flight, hash, name, ticket)?;
         // They came out of slots, so clamping changes nothing.
@@ -501,6 +507,7 @@ impl Shard {
         Some(Released {
             freed: flight.points.len(),
             poppable: has_points && !waiting,
+            oldest_advanced: self.generations.oldest() != oldest,
         })
     }
 
@@ -765,6 +772,7 @@ mod tests {
         let r = s.confirm(h, "m", ticket).expect("in flight");
         assert_eq!(r.freed, 2);
         assert!(r.poppable);
+        assert!(r.oldest_advanced, "generation 0 had only this flight");
         assert_eq!(s.oldest_generation(), Some(1));
         assert!(
             s.confirm(h, "m", ticket).is_none(),
@@ -776,6 +784,36 @@ mod tests {
         assert_eq!(s.oldest_generation(), None);
         assert_eq!(s.in_flight, 0);
         assert_eq!(s.accepted, 3);
+    }
+
+    #[test]
+    fn oldest_advances_only_with_the_generations_last_tag() {
+        let now = Instant::now();
+        let mut s = Shard::default();
+        let mut tickets = Vec::new();
+        for n in ["a", "b", "c"] {
+            let h = hash_name(n.as_bytes());
+            assert!(s.add(h, n, sl(1, 1.0), 0));
+            let key = Key {
+                hash: h,
+                name: Name::new(n),
+            };
+            tickets.push((h, n, s.pop(&key, now).expect("poppable").1));
+        }
+        let (ha, a, ta) = tickets[0];
+        let r = s.requeue(ha, &Arc::from(a), ta, vec![pt(1, 1.0)], None, now);
+        assert!(!r.expect("in flight").oldest_advanced, "a is queued again");
+        // Two of generation 0's three tags go: a flush of it has nothing to see yet.
+        for &(h, n, t) in &tickets[1..] {
+            assert!(!s.confirm(h, n, t).expect("in flight").oldest_advanced);
+        }
+        let key = Key {
+            hash: ha,
+            name: Name::new(a),
+        };
+        let (_, t) = s.pop(&key, now).expect("requeued");
+        assert!(s.confirm(ha, a, t).expect("in flight").oldest_advanced);
+        assert_eq!(s.oldest_generation(), None);
     }
 
     #[test]
