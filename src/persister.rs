@@ -160,16 +160,20 @@ impl Persister {
                     sparse,
                     fallocate: !sparse,
                 };
-                match WhisperFile::create(
+                // The file is written once, with the batch in it (see `create_with`).
+                match WhisperFile::create_with(
                     &path,
                     &rules.retentions,
                     rules.aggregation,
                     rules.x_files_factor,
                     opts,
+                    &batch.points,
+                    unix_now(),
                 ) {
                     Ok(f) => {
                         self.shared.stats.created.fetch_add(1, Relaxed);
-                        self.shared.pool.insert(f)
+                        self.shared.pool.insert(f);
+                        return Ok(Outcome::Written(batch.points.len()));
                     }
                     // Another worker (or process) created it first: use theirs.
                     Err(Error::AlreadyExists(_)) => self.shared.pool.get(&path)?,

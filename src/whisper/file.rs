@@ -1,6 +1,7 @@
 //! `WhisperFile`: one open whisper database with its header cached, so that repeated updates
 //! from the persister cost only the point I/O.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::Series;
 use super::archive::{Archives, Scratch, to_u32};
 use super::format::{AggregationMethod, ArchiveInfo, Header, METADATA_SIZE, Retention};
-use super::map::FileMap;
+use super::map::{FileMap, Staged, View};
 use crate::error::{Error, Result};
 use crate::points::Point;
 
@@ -63,20 +64,47 @@ impl WhisperFile {
         x_files_factor: f32,
         opts: CreateOptions,
     ) -> Result<WhisperFile> {
+        Self::create_with(path, retentions, aggregation, x_files_factor, opts, &[], 0)
+    }
+
+    /// `create` followed by `update_many(first, now)`, with the same bytes as a result, but
+    /// the update is applied to the new file's image in memory and written with the header,
+    /// before the file gets its name. The persister creates a file for a metric's first points:
+    /// this way the file appears with them, in two or three writes, and nothing reads its
+    /// holes. An update that fails its checks fails the call, and no file is created.
+    pub fn create_with(
+        path: &Path,
+        retentions: &[Retention],
+        aggregation: AggregationMethod,
+        x_files_factor: f32,
+        opts: CreateOptions,
+        first: &[Point],
+        now: i64,
+    ) -> Result<WhisperFile> {
         let header = Header::new(retentions, aggregation, x_files_factor)?;
         let name = path
             .file_name()
             .ok_or_else(|| Error::invalid(format!("{} has no file name", path.display())))?;
-        let file = match Self::create_anonymous(path, &header, opts)? {
+        let image = RefCell::new(Staged::starting_with(header.encode()));
+        let mut bases = vec![0; header.archives.len()];
+        let mut scratch = Scratch::default();
+        let io = View::staged(&image, header.file_size(), path);
+        update_with(&header, &mut bases, &mut scratch, first, now, || Ok(io))?;
+        let image = image.into_inner();
+        let file = match Self::create_anonymous(path, &header, &image, opts)? {
             Some(file) => file,
             None => {
                 if path.symlink_metadata().is_ok() {
                     return Err(Error::AlreadyExists(path.to_path_buf()));
                 }
-                Self::create_named_temp(path, name, &header, opts)?
+                Self::create_named_temp(path, name, &header, &image, opts)?
             }
         };
-        Ok(Self::with_header(path, file, header, true))
+        let map = FileMap::later(header.file_size());
+        let mut f = Self::with_header(path, file, header, true, map);
+        f.bases = bases;
+        f.scratch = scratch;
+        Ok(f)
     }
 
     /// Linux: builds the file as an unnamed inode in the target directory (`O_TMPFILE`) and
@@ -92,7 +120,12 @@ impl WhisperFile {
     /// just seen the open fail). An existing name thus costs a wasted unnamed file, and a
     /// failed fill reports `AlreadyExists` if the name exists, as the check would have.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn create_anonymous(path: &Path, header: &Header, opts: CreateOptions) -> Result<Option<File>> {
+    fn create_anonymous(
+        path: &Path,
+        header: &Header,
+        image: &Staged,
+        opts: CreateOptions,
+    ) -> Result<Option<File>> {
         use rustix::fs::{AtFlags, CWD, Mode, OFlags};
         use std::os::fd::AsRawFd;
         use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -126,7 +159,7 @@ impl WhisperFile {
             Err(e) => return Err(open_error(dir, e.into())),
         };
         let file = File::from(fd);
-        if let Err(e) = Self::fill(&file, path, header, opts) {
+        if let Err(e) = Self::fill(&file, path, header, image, opts) {
             if path.symlink_metadata().is_ok() {
                 return Err(Error::AlreadyExists(path.to_path_buf()));
             }
@@ -153,7 +186,12 @@ impl WhisperFile {
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn create_anonymous(_: &Path, _: &Header, _: CreateOptions) -> Result<Option<File>> {
+    fn create_anonymous(
+        _: &Path,
+        _: &Header,
+        _: &Staged,
+        _: CreateOptions,
+    ) -> Result<Option<File>> {
         Ok(None)
     }
 
@@ -163,6 +201,7 @@ impl WhisperFile {
         path: &Path,
         name: &std::ffi::OsStr,
         header: &Header,
+        image: &Staged,
         opts: CreateOptions,
     ) -> Result<File> {
         let tmp = path.with_file_name(format!(
@@ -177,22 +216,40 @@ impl WhisperFile {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| open_error(&tmp, e))?;
-        let result =
-            Self::fill(&file, &tmp, header, opts).and_then(|()| Self::link_into_place(&tmp, path));
+        let result = Self::fill(&file, &tmp, header, image, opts)
+            .and_then(|()| Self::link_into_place(&tmp, path));
         // The temporary name goes away in every case; on success `path` holds the inode.
         let _ = std::fs::remove_file(&tmp);
         result?;
         Ok(file)
     }
 
-    fn fill(file: &File, tmp: &Path, header: &Header, opts: CreateOptions) -> Result<()> {
+    /// Sizes the new file (sparse, fallocated or zero-filled), then writes `image`: the header
+    /// and any first points.
+    fn fill(
+        file: &File,
+        tmp: &Path,
+        header: &Header,
+        image: &Staged,
+        opts: CreateOptions,
+    ) -> Result<()> {
         let io = |e| Error::io(tmp, e);
-        file.write_all_at(&header.encode(), 0).map_err(io)?;
         let total = header.file_size();
         if opts.sparse && !opts.fallocate {
             file.set_len(total).map_err(io)?;
-            return Ok(());
+        } else {
+            Self::allocate(file, tmp, header, opts)?;
         }
+        for (at, bytes) in image.regions() {
+            file.write_all_at(bytes, at).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Full creation: the archives' blocks reserved, or written as zeros.
+    fn allocate(file: &File, tmp: &Path, header: &Header, opts: CreateOptions) -> Result<()> {
+        let io = |e| Error::io(tmp, e);
+        let total = header.file_size();
         let data_len = total - header.header_size();
         // whisper.py's `useFallocate`: the blocks are reserved (so a full disk shows here, not
         // at a later write) without writing 600 KB of zeros per file; the bytes read back as
@@ -280,13 +337,20 @@ impl WhisperFile {
         let mut bytes = vec![0u8; METADATA_SIZE + 12 * count as usize];
         read(&mut bytes, 0)?;
         let header = Header::decode(&bytes, len, path)?;
-        Ok(Self::with_header(path, file, header, writable))
+        let map = FileMap::new(&file, header.file_size());
+        Ok(Self::with_header(path, file, header, writable, map))
     }
 
-    /// An open file whose header has been built or validated: maps it, no archive read yet.
-    fn with_header(path: &Path, file: File, header: Header, writable: bool) -> WhisperFile {
+    /// An open file whose header has been built or validated, with its map (made now or at
+    /// the first operation); no archive read yet.
+    fn with_header(
+        path: &Path,
+        file: File,
+        header: Header,
+        writable: bool,
+        map: FileMap,
+    ) -> WhisperFile {
         let bases = vec![0; header.archives.len()];
-        let map = FileMap::new(&file, header.file_size());
         WhisperFile {
             path: path.to_path_buf(),
             file,
@@ -365,42 +429,16 @@ impl WhisperFile {
     /// For identical timestamps the first received value is kept, as in whisper.py.
     pub fn update_many(&mut self, points: &[Point], now: i64) -> Result<()> {
         self.check_writable()?;
-        if points.is_empty() {
-            return Ok(());
-        }
-        // Chronological order as whisper.py leaves it: stable sort newest first, then reversed
-        // per archive, i.e. ascending with equal timestamps in reverse arrival order. Input that
-        // is already strictly ascending (the persister's usual batch) is taken as is.
-        let mut chrono = std::mem::take(&mut self.scratch.points);
-        chrono.clear();
-        chrono.extend(points.iter().map(|p| (p.timestamp, p.value)));
-        if !chrono.windows(2).all(|w| w[0].0 < w[1].0) {
-            chrono.sort_by_key(|p| std::cmp::Reverse(p.0));
-            chrono.reverse();
-        }
-        let result = self.update_chronological(&chrono, now);
-        self.scratch.points = chrono;
-        result
-    }
-
-    /// Splits chronological points into per-archive slices by age (newest to archive 0, future
-    /// points too; older than every archive dropped) and commits them newest archive first,
-    /// as `file_update_many` does. Every timestamp is checked before anything is written.
-    fn update_chronological(&mut self, chrono: &[(i64, f64)], now: i64) -> Result<()> {
-        // Two passes over the (cheap) split instead of collecting it: check, then commit.
-        for_each_batch(&self.header, chrono, now, |_, range| {
-            // Ascending, so checking both ends checks every aligned timestamp.
-            let step = i64::from(range.0.seconds_per_point);
-            for (t, _) in [range.1[0], range.1[range.1.len() - 1]] {
-                to_u32(t - t.rem_euclid(step))?;
-            }
-            Ok(())
-        })?;
-        let mut archives = self.archives()?;
-        let header = archives.header;
-        for_each_batch(header, chrono, now, |index, (_, points)| {
-            archives.update_many(index, points)
-        })
+        let Self {
+            path,
+            file,
+            map,
+            header,
+            bases,
+            scratch,
+            ..
+        } = self;
+        update_with(header, bases, scratch, points, now, || map.view(file, path))
     }
 
     /// whisper.py `file_fetch`: None when the range is wholly in the future or beyond the
@@ -491,6 +529,55 @@ impl WhisperFile {
         }
         self.archives()?.read_all(index)
     }
+}
+
+/// `update_many` on any I/O: orders the points, checks every timestamp, and only then takes
+/// the view from `io` and commits archive by archive, as `file_update_many` does: each
+/// archive's share by age (newest to archive 0, future points too; older than every archive
+/// dropped), newest archive first.
+fn update_with<'a>(
+    header: &'a Header,
+    bases: &'a mut [u32],
+    scratch: &'a mut Scratch,
+    points: &[Point],
+    now: i64,
+    io: impl FnOnce() -> Result<View<'a>>,
+) -> Result<()> {
+    if points.is_empty() {
+        return Ok(());
+    }
+    // Chronological order as whisper.py leaves it: stable sort newest first, then reversed
+    // per archive, i.e. ascending with equal timestamps in reverse arrival order. Input that
+    // is already strictly ascending (the persister's usual batch) is taken as is.
+    let mut chrono = std::mem::take(&mut scratch.points);
+    chrono.clear();
+    chrono.extend(points.iter().map(|p| (p.timestamp, p.value)));
+    if !chrono.windows(2).all(|w| w[0].0 < w[1].0) {
+        chrono.sort_by_key(|p| std::cmp::Reverse(p.0));
+        chrono.reverse();
+    }
+    // Two passes over the (cheap) split instead of collecting it: check, then commit.
+    let checked = for_each_batch(header, &chrono, now, |_, range| {
+        // Ascending, so checking both ends checks every aligned timestamp.
+        let step = i64::from(range.0.seconds_per_point);
+        for (t, _) in [range.1[0], range.1[range.1.len() - 1]] {
+            to_u32(t - t.rem_euclid(step))?;
+        }
+        Ok(())
+    });
+    let result = checked.and_then(|()| {
+        let mut archives = Archives {
+            io: io()?,
+            header,
+            bases,
+            scratch: &mut *scratch,
+        };
+        for_each_batch(header, &chrono, now, |index, (_, points)| {
+            archives.update_many(index, points)
+        })
+    });
+    scratch.points = chrono;
+    result
 }
 
 /// Calls `f(index, (archive, points))` for each archive's non-empty share of `chrono`
@@ -604,6 +691,7 @@ mod tests {
     fn anonymous_and_named_temp_creation_agree() {
         let dir = tempfile::tempdir().unwrap();
         let header = Header::new(&[r(10, 60), r(60, 30)], AggregationMethod::Max, 0.3).unwrap();
+        let image = Staged::starting_with(header.encode());
         let mut bytes = Vec::new();
         for sparse in [false, true] {
             let opts = CreateOptions {
@@ -612,21 +700,32 @@ mod tests {
             };
             let named = dir.path().join(format!("named{sparse}.wsp"));
             drop(
-                WhisperFile::create_named_temp(&named, named.file_name().unwrap(), &header, opts)
-                    .unwrap(),
+                WhisperFile::create_named_temp(
+                    &named,
+                    named.file_name().unwrap(),
+                    &header,
+                    &image,
+                    opts,
+                )
+                .unwrap(),
             );
             bytes.push(std::fs::read(&named).unwrap());
-            let again =
-                WhisperFile::create_named_temp(&named, named.file_name().unwrap(), &header, opts);
+            let again = WhisperFile::create_named_temp(
+                &named,
+                named.file_name().unwrap(),
+                &header,
+                &image,
+                opts,
+            );
             assert!(matches!(again, Err(Error::AlreadyExists(_))));
             let anon = dir.path().join(format!("anon{sparse}.wsp"));
             // None where the file system has no O_TMPFILE: then `create` takes the named way.
-            if WhisperFile::create_anonymous(&anon, &header, opts)
+            if WhisperFile::create_anonymous(&anon, &header, &image, opts)
                 .unwrap()
                 .is_some()
             {
                 bytes.push(std::fs::read(&anon).unwrap());
-                let again = WhisperFile::create_anonymous(&anon, &header, opts);
+                let again = WhisperFile::create_anonymous(&anon, &header, &image, opts);
                 assert!(matches!(again, Err(Error::AlreadyExists(_))));
             }
         }
@@ -649,7 +748,84 @@ mod tests {
         // A missing directory is an error, not a fallback.
         let missing = dir.path().join("no/such.wsp");
         assert!(
-            WhisperFile::create_anonymous(&missing, &header, CreateOptions::default()).is_err()
+            WhisperFile::create_anonymous(&missing, &header, &image, CreateOptions::default())
+                .is_err()
+        );
+    }
+
+    proptest::proptest! {
+        /// `create_with(first)` gives the bytes of `create` + `update_many(first)`, for every
+        /// way of creating, and both handles then go on alike (bases carried over, map made
+        /// later). Points cover future, wrapping, duplicate, unordered and too-old cases.
+        #[test]
+        fn create_with_points_matches_create_then_update(
+            specs in proptest::collection::vec((1u32..4, 4u32..40), 1..4),
+            method in 0usize..AggregationMethod::ALL.len(),
+            xff in 0.0f32..=1.0,
+            first in proptest::collection::vec((-5000i64..200, -1e3f64..1e3), 0..80),
+            then in proptest::collection::vec((-5000i64..200, -1e3f64..1e3), 0..20),
+            mode in 0usize..3,
+        ) {
+            // Each archive coarser by a whole factor and longer than the one before.
+            let mut rets = Vec::new();
+            let (mut spp, mut span) = (10u32, 0u32);
+            for (factor, points) in specs {
+                spp *= factor.max(1) + u32::from(!rets.is_empty());
+                let points = points.max(span / spp + 1);
+                span = spp * points;
+                rets.push(r(spp, points));
+            }
+            let opts = [
+                CreateOptions::default(),
+                CreateOptions { sparse: true, fallocate: false },
+                CreateOptions { sparse: false, fallocate: true },
+            ][mode];
+            let m = AggregationMethod::ALL[method];
+            let dir = tempfile::tempdir().unwrap();
+            let now = NOW + 7;
+            let first = pts(&first.iter().map(|&(d, v)| (now + d, v)).collect::<Vec<_>>());
+            let then = pts(&then.iter().map(|&(d, v)| (now + 300 + d, v)).collect::<Vec<_>>());
+            let (a, b) = (dir.path().join("a.wsp"), dir.path().join("b.wsp"));
+            let mut fa = WhisperFile::create(&a, &rets, m, xff, opts).unwrap();
+            fa.update_many(&first, now).unwrap();
+            let mut fb = WhisperFile::create_with(&b, &rets, m, xff, opts, &first, now).unwrap();
+            proptest::prop_assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+            fa.update_many(&then, now + 300).unwrap();
+            fb.update_many(&then, now + 300).unwrap();
+            proptest::prop_assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+            let (sa, sb) = (fa.fetch(now - 9000, None, now + 300), fb.fetch(now - 9000, None, now + 300));
+            proptest::prop_assert_eq!(format!("{sa:?}"), format!("{sb:?}"));
+        }
+    }
+
+    #[test]
+    fn create_with_points_refuses_an_existing_name_and_bad_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.wsp");
+        let rets = [r(10, 60), r(60, 30)];
+        let first = pts(&[(NOW - 20, 1.0), (NOW - 10, 2.0)]);
+        let opts = CreateOptions::default();
+        let avg = AggregationMethod::Average;
+        drop(WhisperFile::create_with(&path, &rets, avg, 0.5, opts, &first, NOW).unwrap());
+        let before = std::fs::read(&path).unwrap();
+        let again =
+            WhisperFile::create_with(&path, &rets, avg, 0.5, opts, &pts(&[(NOW, 9.0)]), NOW);
+        assert!(matches!(again, Err(Error::AlreadyExists(_))));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the existing file is untouched"
+        );
+        // A timestamp past whisper's u32 range fails the update's checks: no file at all.
+        let other = dir.path().join("n.wsp");
+        let bad = pts(&[(i64::from(u32::MAX) + 100, 1.0)]);
+        let r = WhisperFile::create_with(&other, &rets, avg, 0.5, opts, &bad, i64::from(u32::MAX));
+        assert!(r.is_err());
+        assert!(!other.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
         );
     }
 
@@ -969,7 +1145,11 @@ mod tests {
             0.0,
         );
         let mut b = WhisperFile::open(a.path()).unwrap();
-        assert!(a.is_mapped() && b.is_mapped());
+        assert!(b.is_mapped());
+        assert!(
+            !a.is_mapped(),
+            "a new file is mapped by its first operation"
+        );
         let t = NOW - NOW % 60;
         // b maps its pages before a writes, so a stale private copy would show.
         assert!(b.fetch(t - 300, None, t).unwrap().unwrap().values[0].is_nan());
@@ -978,6 +1158,7 @@ mod tests {
             let at = t - 300 + 10 * i;
             f.update_many(&pts(&[(at, 1.0 + i as f64)]), t).unwrap();
         }
+        assert!(a.is_mapped());
         for f in [&mut a, &mut b] {
             let s = f.fetch(t - 301, Some(t - 271), t).unwrap().unwrap();
             assert_eq!(s.values, vec![1.0, 2.0, 3.0]);
