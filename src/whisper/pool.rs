@@ -4,7 +4,8 @@
 //! process's maps too: keep it well below `vm.max_map_count` (65530 by default on Linux); past
 //! that limit new files fall back to pread rather than fail.
 //!
-//! The pool's own lock guards only the map and is never held during I/O; callers lock the
+//! The pool's own lock guards only the map and is never held during I/O (an evicted file is
+//! closed and unmapped after the lock is released); callers lock the
 //! per-file mutex for the update. Eviction drops the pool's `Arc` only: a caller still holding
 //! the file keeps it open until done. A caller that holds an evicted handle while another
 //! thread `get`s the same path will see two handles, so writers that need strict exclusivity
@@ -55,7 +56,9 @@ impl FilePool {
             return Ok(Arc::clone(f));
         }
         let f = Arc::new(Mutex::new(file));
-        files.put(path.to_path_buf(), Arc::clone(&f));
+        let evicted = files.push(path.to_path_buf(), Arc::clone(&f));
+        drop(files);
+        drop(evicted);
         Ok(f)
     }
 
@@ -63,13 +66,15 @@ impl FilePool {
     pub fn insert(&self, file: WhisperFile) -> Arc<Mutex<WhisperFile>> {
         let path = file.path().to_path_buf();
         let f = Arc::new(Mutex::new(file));
-        self.files.lock().put(path, Arc::clone(&f));
+        let evicted = self.files.lock().push(path, Arc::clone(&f));
+        drop(evicted);
         f
     }
 
     /// Forgets `path` (after it was deleted or replaced on disk).
     pub fn remove(&self, path: &Path) {
-        self.files.lock().pop(path);
+        let closed = self.files.lock().pop(path);
+        drop(closed);
     }
 
     /// Files currently held.
