@@ -23,6 +23,12 @@ fn root() -> &'static Path {
 
 /// Compiles `examples-c/<name>.c` into `out`, linked shared or static.
 fn build(name: &str, out: &Path, shared: bool) -> PathBuf {
+    build_source(&format!("examples-c/{name}.c"), out, shared)
+}
+
+/// Compiles the C file at `source` (relative to the project root) into `out`.
+fn build_source(source: &str, out: &Path, shared: bool) -> PathBuf {
+    let name = Path::new(source).file_stem().unwrap().to_str().unwrap();
     let lib = lib_dir();
     let exe = out.join(format!(
         "{name}-{}",
@@ -31,7 +37,7 @@ fn build(name: &str, out: &Path, shared: bool) -> PathBuf {
     let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g"])
         .arg(format!("-I{}", root().join("include").display()))
-        .arg(root().join(format!("examples-c/{name}.c")))
+        .arg(root().join(source))
         .arg("-o")
         .arg(&exe);
     if shared {
@@ -83,4 +89,84 @@ fn pipeline_check_shared_and_static() {
             String::from_utf8_lossy(&py.stderr)
         );
     }
+}
+
+/// bench/w1_embedded.c, the embedded W1 runner, on a small W1-shaped workload: every line
+/// accepted and written, one file per metric, and a bad line makes it fail loudly.
+#[test]
+fn w1_bench_runner_writes_every_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = build_source("bench/w1_embedded.c", tmp.path(), true);
+    let schemas = tmp.path().join("storage-schemas.conf");
+    std::fs::write(&schemas, "[w1]\npattern = .*\nretentions = 10s:1d,1m:30d\n").unwrap();
+    let aggregation = tmp.path().join("storage-aggregation.conf");
+    std::fs::write(
+        &aggregation,
+        "[w1]\npattern = .*\nxFilesFactor = 0.5\naggregationMethod = average\n",
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let first = now / 10 * 10 - 50;
+    let mut lines = String::new();
+    for i in 0..6 {
+        for m in 0..50 {
+            let v = (m * 7 + i * 13) % 10000;
+            lines += &format!(
+                "bench.host{}.cpu{}.value {}.{} {}\n",
+                m / 10,
+                m % 10,
+                v / 10,
+                v % 10,
+                first + i * 10
+            );
+        }
+    }
+    let run = |text: &str, data: &str| {
+        let file = tmp.path().join(format!("{data}.lines"));
+        std::fs::write(&file, text).unwrap();
+        Command::new(&exe)
+            .arg(&file)
+            .arg(tmp.path().join(data))
+            .arg(&schemas)
+            .arg(&aggregation)
+            .arg("true")
+            .output()
+            .unwrap()
+    };
+    let out = run(&lines, "good");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for field in [
+        "\"lines\": 300,",
+        "\"accepted\": 300,",
+        "\"created\": 50,",
+        "\"committed\": 300,",
+    ] {
+        assert!(stdout.contains(field), "{field} not in {stdout}");
+    }
+    let files = walk_count(&tmp.path().join("good"));
+    assert_eq!(files, 50);
+    let bad = run(&(lines.clone() + "bench.bad nan 1\n"), "bad");
+    assert!(!bad.status.success(), "a rejected line must fail the run");
+}
+
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            if p.is_dir() {
+                walk_count(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "wsp"))
+            }
+        })
+        .sum()
 }
