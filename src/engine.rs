@@ -685,12 +685,7 @@ impl Shared {
             Err(Error::NotFound(_)) => return Err(Error::NotFound(name.into_owned())),
             Err(e) => return Err(e),
         };
-        let mut series = series.unwrap_or(Series {
-            from: 0,
-            until: 0,
-            step: 0,
-            values: Vec::new(),
-        });
+        let mut series = series.unwrap_or_default();
         if let Some(points) = cached {
             self.stats.cache_queries.fetch_add(1, Relaxed);
             overlay(&mut series, &points);

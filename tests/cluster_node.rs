@@ -515,6 +515,39 @@ fn walkdir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// A node answers `/render` with 404 both for an unknown metric and for a window outside the
+/// archives of a known one; through a router the second must read as it does locally, an
+/// empty series, not "not found".
+#[test]
+fn a_window_outside_the_archives_is_empty_through_the_router_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes: Vec<Node> = (0..2).map(|k| Node::start(dir.path(), k)).collect();
+    let r = router(&dir.path().join("router"), &nodes, "");
+    let names = names(20);
+    let now = unix_now();
+    let ts = now - now % 60 - 60;
+    send(&r, &names, 0..20, ts);
+    settle(&r, &nodes, 20);
+    let (from, until) = (now - 10 * 3600, now - 9 * 3600); // retention is 30 minutes
+    for (i, name) in names.iter().enumerate() {
+        let s = r.fetch(name, from, Some(until)).expect("a known metric");
+        assert!(s.values.is_empty() && s.step == 0, "{name}: {s:?}");
+        let owner = nodes
+            .iter()
+            .find_map(|n| n.carbon.as_ref()?.fetch(name, from, Some(until)).ok())
+            .expect("one node holds it");
+        assert_eq!(s, owner, "the router's answer is the owner's local one");
+        // Inside the window the value is there.
+        let inside = r.fetch(name, ts - 60, Some(ts + 60)).unwrap();
+        assert!(inside.values.contains(&(i as f64)), "{name}: {inside:?}");
+    }
+    assert!(matches!(
+        r.fetch("no.such.metric", from, Some(until)),
+        Err(carbonlite::error::Error::NotFound(_))
+    ));
+    assert!(r.destination_stats().iter().all(|d| d.query_errors == 0));
+}
+
 #[test]
 fn routing_handle_config_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();

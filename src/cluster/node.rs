@@ -150,8 +150,25 @@ impl Routed {
                 }
             }
         }
-        // "No such metric" is believed only if no owner was down.
-        Err(first_err.unwrap_or_else(|| Error::NotFound(name.into_owned())))
+        if let Some(e) = first_err {
+            // "No such metric" is believed only if no owner was down.
+            return Err(e);
+        }
+        // Every owner said 404: a metric it holds, asked for a window outside its archives,
+        // is an empty series, as `Carbon::fetch` gives locally; only an unknown one is not
+        // found.
+        for &i in owners.iter() {
+            let addr = self.query_addr(i)?;
+            match query::exists(addr, &name, timeout) {
+                Ok(true) => return Ok(Series::default()),
+                Ok(false) => {}
+                Err(e) => {
+                    self.query_errors[i].fetch_add(1, Relaxed);
+                    return Err(e.into_error(addr, &name));
+                }
+            }
+        }
+        Err(Error::NotFound(name.into_owned()))
     }
 
     /// `find` on a routing handle: every member asked at once, answers merged by path (a leaf

@@ -136,6 +136,22 @@ pub fn encode(v: &str) -> String {
     out
 }
 
+/// Whether one node holds `metric` (a file or cached points), by go-carbon's `/info/`: 200 yes,
+/// 404 no. `/render/` answers 404 both for an unknown metric and for a window outside every
+/// archive of a known one (go-carbon skips such series); this tells them apart.
+pub fn exists(
+    addr: &str,
+    metric: &str,
+    timeout: Duration,
+) -> std::result::Result<bool, QueryError> {
+    let path = format!("/info/?format=json&target={}", encode(metric));
+    match get(addr, &path, timeout) {
+        Ok(_) => Ok(true),
+        Err(QueryError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// `/metrics/find/` of `pattern` on one node.
 pub fn find(
     addr: &str,

@@ -17,8 +17,9 @@ pub use format::{AggregationMethod, ArchiveInfo, Header, Retention, validate_arc
 pub use pool::FilePool;
 
 /// A fetched window, whisper.py's `((fromInterval, untilInterval, step), values)` with NaN
-/// where whisper.py returns None.
-#[derive(Debug, Clone, PartialEq)]
+/// where whisper.py returns None. The default (all zero, no values) is what a fetch of a
+/// window outside every archive gives, where whisper.py returns None.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Series {
     /// First interval (inclusive).
     pub from: i64,
