@@ -24,7 +24,7 @@ OUT="$RES/w1-fresh-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 base="/tmp/peers/data/w1-fresh-$$"
 mkdir -p "$base"
-trap 'rm -rf "$base"' EXIT
+trap 'rm -rf "$base"; sync; echo "deleted the files of this series: leave 5 minutes before timing file creation again (README, footnote 5)" >&2' EXIT
 variants=(carbon-cache-sparse carbonlite carbonlite-sparse carbonlite-embedded carbonlite-embedded-sparse)
 n=${#variants[@]}
 report() {
