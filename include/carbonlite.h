@@ -351,6 +351,11 @@ typedef struct {
    * Queries (fetch/find) to the destination's carbonserver that failed.
    */
   uint64_t query_errors;
+  /**
+   * Points a stream listener held back until the destination's full queue had room
+   * (`flow-control`, carbon-c-relay's `metricStalls`).
+   */
+  uint64_t stalls;
 } carbon_destination_counters;
 
 #ifdef __cplusplus

@@ -444,6 +444,7 @@ type DestinationStats struct {
 	ConnectFailures uint64
 	Spilled         uint64
 	QueryErrors     uint64
+	Stalls          uint64
 }
 
 // DestinationStats copies the counters of every [cluster] destination, in configuration order
@@ -476,6 +477,7 @@ func (c *Carbon) DestinationStats() ([]DestinationStats, error) {
 			ConnectFailures: uint64(d.connect_failures),
 			Spilled:         uint64(d.spilled),
 			QueryErrors:     uint64(d.query_errors),
+			Stalls:          uint64(d.stalls),
 		})
 	}
 	return out, nil

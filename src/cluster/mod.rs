@@ -233,6 +233,7 @@ impl ClusterConfig {
                 }
                 "query-timeout" => self.query_timeout = duration(k, v)?,
                 "spill" => self.spill = boolean(k, v)?,
+                "flow-control" => self.sender.flow_control = boolean(k, v)?,
                 "spill-max-size" => self.sender.spill_max_size = int(k, v, 0, i64::MAX)? as u64,
                 _ => return Err(err(k, "unknown key in [cluster]".into())),
             }
@@ -314,6 +315,21 @@ mod tests {
         assert_eq!(c.sender.protocol, Protocol::Plain);
         assert_eq!(c.sender.reconnect_max_delay, Duration::from_secs(1));
         assert!(c.local.is_some());
+        assert!(c.sender.flow_control, "carbon's USE_FLOW_CONTROL default");
+        let t: toml::Table =
+            toml::from_str("destinations = [\"a:1\"]\nflow-control = false\n").unwrap();
+        let c = ClusterConfig::new(vec![]).apply_toml(&t, "x").unwrap();
+        assert!(!c.sender.flow_control);
+        let t: toml::Table =
+            toml::from_str("destinations = [\"a:1\"]\nflow-control = \"yes\"\n").unwrap();
+        let e = ClusterConfig::new(vec![])
+            .apply_toml(&t, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("flow-control") && e.contains("expected true or false"),
+            "{e}"
+        );
         for bad in [
             "destinations = [\"a:1\"]\nreplication-factor = 2\n",
             "destinations = [\"a:1\"]\nhashing = \"md5\"\n",

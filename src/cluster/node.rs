@@ -76,10 +76,12 @@ impl Routed {
         &self.router
     }
 
-    /// Routes one point with a canonical name; `wait` is the receivers' flavour of the local
-    /// add (wait for room in a full cache instead of refusing). A point whose every copy was
-    /// dropped by full queues is refused with `Error::Full` (and counted in the destinations'
-    /// `dropped`). The engine's add paths call this for every point of a routing handle.
+    /// Routes one point with a canonical name; `wait` is the stream receivers' flavour (wait
+    /// for room in a full cache instead of refusing, and with flow control for room in a full
+    /// destination queue instead of dropping, until the listeners stop). A point whose every
+    /// copy was dropped by full queues is refused with `Error::Full` (and counted in the
+    /// destinations' `dropped`). The engine's add paths call this for every point of a
+    /// routing handle.
     pub(crate) fn add_canonical(
         &self,
         shared: &Shared,
@@ -87,7 +89,12 @@ impl Routed {
         p: Point,
         wait: bool,
     ) -> Result<()> {
-        let out = self.router.send(name, p);
+        let out = if wait {
+            self.router
+                .send_waiting(name, p, &shared.receivers_stopping)
+        } else {
+            self.router.send(name, p)
+        };
         if out.local {
             shared.store_one(name, p, wait)?;
         } else if out.queued == 0 && out.dropped > 0 {
@@ -296,7 +303,7 @@ impl Routed {
 
     /// carbon-relay's per-destination self-metrics (`destinations.<host:port:instance with
     /// dots as _>.*`, carbon `client.py`): `sent`, `fullQueueDrops`, `attemptedRelays` as
-    /// deltas, plus ours: `queued` (gauge), `reconnects`, `spilled`, `queryErrors`.
+    /// deltas, plus ours: `queued` (gauge), `reconnects`, `spilled`, `stalls`, `queryErrors`.
     pub(crate) fn self_metrics(&self) -> Vec<(String, f64)> {
         let mut prev = self.prev.lock();
         let mut out = Vec::new();
@@ -334,6 +341,7 @@ impl Routed {
                     delta(s.reconnects, p.reconnects),
                 ),
                 (format!("{name}.spilled"), delta(s.spilled, p.spilled)),
+                (format!("{name}.stalls"), delta(s.stalls, p.stalls)),
                 (format!("{name}.queryErrors"), d.query_errors as f64),
             ]);
             prev[i] = s;

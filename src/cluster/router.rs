@@ -2,8 +2,10 @@
 //! sending it there.
 
 use std::ops::Deref;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use super::sender::Offered;
 use super::{ClusterConfig, Destination, HashRing, Sender, SenderStats};
 use crate::error::Result;
 use crate::points::Point;
@@ -130,6 +132,41 @@ impl Router {
             }
             if let Some(s) = &self.senders[i] {
                 if s.send(name, point) {
+                    out.queued += 1;
+                } else {
+                    out.dropped += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// [`Router::send`] for stream listeners: a copy whose member's queue is full waits for
+    /// room there under flow control ([`Sender::send_waiting`]), after every other copy has
+    /// been queued, so a full member holds back only its own copies.
+    pub fn send_waiting(&self, name: &str, point: Point, stopping: &AtomicBool) -> SendOutcome {
+        let mut out = SendOutcome::default();
+        let mut full = [0usize; INLINE];
+        let mut n_full = 0;
+        for &i in self.route(name).iter() {
+            if Some(i) == self.local {
+                out.local = true;
+                continue;
+            }
+            if let Some(s) = &self.senders[i] {
+                match s.offer(name, point) {
+                    Offered::Queued => out.queued += 1,
+                    Offered::Dropped => out.dropped += 1,
+                    Offered::Full => {
+                        full[n_full] = i;
+                        n_full += 1;
+                    }
+                }
+            }
+        }
+        for &i in &full[..n_full] {
+            if let Some(s) = &self.senders[i] {
+                if s.send_waiting(name, point, stopping) {
                     out.queued += 1;
                 } else {
                     out.dropped += 1;

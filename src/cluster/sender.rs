@@ -2,7 +2,9 @@
 //! carbon's pickle framing (COMPAT.md §2.12).
 //!
 //! While the node is down its points wait in the queue and go out when it returns; only a full
-//! queue drops, and every drop is counted (carbon's `fullQueueDrops`). A batch whose write
+//! queue drops, and every drop is counted (carbon's `fullQueueDrops`) — unless it spills, or,
+//! for the stream listeners under flow control, makes them wait for room (carbon's
+//! `USE_FLOW_CONTROL`: the listener stops reading, TCP slows its client down). A batch whose write
 //! fails is put back at the head of the queue, so a broken connection costs a resend, not the
 //! points. Plaintext and pickle have no acknowledgement: before each batch the connection is
 //! checked for the peer's close, which makes a peer's orderly shutdown lossless; a peer that
@@ -40,8 +42,8 @@ pub enum Protocol {
 pub struct SenderOptions {
     /// Wire format.
     pub protocol: Protocol,
-    /// Points held at most (queued or being written); past it new points are dropped and
-    /// counted (carbon's `MAX_QUEUE_SIZE`, 10000).
+    /// Points held at most (queued or being written); past it new points spill, wait
+    /// (`flow_control`) or are dropped and counted (carbon's `MAX_QUEUE_SIZE`, 10000).
     pub queue_size: usize,
     /// Points per write (carbon's `MAX_DATAPOINTS_PER_MESSAGE`, 500).
     pub batch_size: usize,
@@ -58,6 +60,9 @@ pub struct SenderOptions {
     pub spill_dir: Option<PathBuf>,
     /// Bytes the spill may take on disk; past it points are dropped and counted. 0 = no cap.
     pub spill_max_size: u64,
+    /// carbon's `USE_FLOW_CONTROL`: without a spill, [`Sender::send_waiting`] (the stream
+    /// listeners' path) waits for room in a full queue instead of dropping.
+    pub flow_control: bool,
 }
 
 impl Default for SenderOptions {
@@ -72,6 +77,7 @@ impl Default for SenderOptions {
             reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY,
             spill_dir: None,
             spill_max_size: DEFAULT_SPILL_MAX_SIZE,
+            flow_control: true,
         }
     }
 }
@@ -81,6 +87,23 @@ pub const DEFAULT_SPILL_MAX_SIZE: u64 = 1 << 30;
 
 /// Points appended to the spill journal as one record.
 const SPILL_RECORD: usize = 4096;
+
+/// Once the listeners are stopping, how long a flow-controlled point still waits for a
+/// destination that has written nothing: a live destination keeps taking points during a
+/// close, a dead one no longer holds the close up.
+const STOPPING_PATIENCE: Duration = Duration::from_secs(1);
+
+/// What [`Sender::offer`] did with a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Queued in memory or in the spill.
+    Queued,
+    /// Refused and counted in `dropped` (full without flow control, or stopped).
+    Dropped,
+    /// The queue is full and flow control applies: nothing done, nothing counted; the caller
+    /// waits with [`Sender::send_waiting`].
+    Full,
+}
 
 /// Counters of one destination, named as carbon's `destinations.<d>.*`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,6 +122,9 @@ pub struct SenderStats {
     pub requeued_batches: u64,
     /// Points written to the spill journal because the memory queue was full (counter).
     pub spilled: u64,
+    /// Points a stream listener held back until the full queue had room (flow control;
+    /// carbon-c-relay's `metricStalls`).
+    pub stalls: u64,
 }
 
 struct Queue {
@@ -138,6 +164,10 @@ struct Inner {
     connect_failures: AtomicU64,
     requeued: AtomicU64,
     spilled: AtomicU64,
+    stalls: AtomicU64,
+    /// Milliseconds from `born` to the last batch written (for [`STOPPING_PATIENCE`]).
+    progress_ms: AtomicU64,
+    born: Instant,
     spill: Option<Spill>,
 }
 
@@ -195,6 +225,9 @@ impl Sender {
             connect_failures: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
             spilled: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            progress_ms: AtomicU64::new(0),
+            born: Instant::now(),
             spill,
         });
         let sender = Sender {
@@ -236,6 +269,23 @@ impl Sender {
     /// Queues one point (in memory, or past `queue_size` in the spill); false if it was
     /// dropped (counted) because the queue was full and there is no spill.
     pub fn send(&self, name: &str, p: Point) -> bool {
+        self.push(name, p, false) == Offered::Queued
+    }
+
+    /// [`Sender::send`] that leaves a point the full queue has no room for to the caller when
+    /// flow control applies ([`Offered::Full`], nothing counted), so it can queue the point's
+    /// other copies before waiting here.
+    pub fn offer(&self, name: &str, p: Point) -> Offered {
+        self.push(name, p, true)
+    }
+
+    /// Whether a full queue holds stream listeners back: `flow_control` on and no spill to
+    /// absorb the overflow.
+    pub fn flow_control(&self) -> bool {
+        self.inner.opts.flow_control && self.inner.spill.is_none()
+    }
+
+    fn push(&self, name: &str, p: Point, hold: bool) -> Offered {
         let mut q = self.inner.queue.lock();
         let held = q.items.len() + self.inner.in_flight.load(Relaxed) as usize;
         if !q.closed
@@ -250,16 +300,62 @@ impl Sender {
                 drop(q);
                 append_spill(&self.inner, buf);
             }
-            return true;
+            return Offered::Queued;
+        }
+        if !q.closed && held >= self.inner.opts.queue_size && hold && self.flow_control() {
+            return Offered::Full;
         }
         if q.closed || held >= self.inner.opts.queue_size {
             drop(q);
             self.inner.dropped.fetch_add(1, Relaxed);
-            return false;
+            return Offered::Dropped;
         }
         q.items.push_back((name.to_owned(), p));
         drop(q);
         self.inner.ready.notify_one();
+        Offered::Queued
+    }
+
+    /// Queues one point for a stream listener: with [`Sender::flow_control`], a full queue
+    /// makes the caller wait (counted once in `stalls`) until it is below 80% of `queue_size`
+    /// (carbon's `QUEUE_LOW_WATERMARK_PCT`), so the listener stops reading its socket. The
+    /// wait ends, and the point is dropped and counted, when the sender stops, or once
+    /// `stopping` is set and the destination has written nothing for a second. Without flow
+    /// control this is [`Sender::send`].
+    pub fn send_waiting(&self, name: &str, p: Point, stopping: &AtomicBool) -> bool {
+        if !self.flow_control() {
+            return self.send(name, p);
+        }
+        let inner = &*self.inner;
+        let size = inner.opts.queue_size;
+        let held = |q: &Queue| q.items.len() + inner.in_flight.load(Relaxed) as usize;
+        let mut q = inner.queue.lock();
+        if !q.closed && held(&q) >= size {
+            let mut stalled = false;
+            // Resume below 80%: held * 5 < size * 4 (an empty queue for size 1).
+            while !q.closed && held(&q) * 5 >= size * 4 {
+                if stopping.load(Relaxed) {
+                    let idle_ms = (inner.born.elapsed().as_millis() as u64)
+                        .saturating_sub(inner.progress_ms.load(Relaxed));
+                    if idle_ms >= STOPPING_PATIENCE.as_millis() as u64 {
+                        break;
+                    }
+                }
+                if !stalled {
+                    stalled = true;
+                    inner.stalls.fetch_add(1, Relaxed);
+                }
+                inner.idle.wait_for(&mut q, Duration::from_millis(100));
+            }
+        }
+        if q.closed || held(&q) >= size {
+            drop(q);
+            inner.dropped.fetch_add(1, Relaxed);
+            return false;
+        }
+        q.items.push_back((name.to_owned(), p));
+        drop(q);
+        inner.ready.notify_one();
         true
     }
 
@@ -278,6 +374,7 @@ impl Sender {
             reconnects: i.reconnects.load(Relaxed),
             connect_failures: i.connect_failures.load(Relaxed),
             requeued_batches: i.requeued.load(Relaxed),
+            stalls: i.stalls.load(Relaxed),
         }
     }
 
@@ -486,6 +583,9 @@ fn connection_loop(inner: &Inner) {
                 batch.clear();
                 inner.sent.fetch_add(n, Relaxed);
                 inner.in_flight.fetch_sub(n, Relaxed);
+                inner
+                    .progress_ms
+                    .store(inner.born.elapsed().as_millis() as u64, Relaxed);
                 let _q = inner.queue.lock();
                 inner.idle.notify_all();
             }
@@ -690,5 +790,47 @@ mod tests {
         assert_eq!(st.dropped, 10 - accepted as u64);
         assert_eq!(st.sent, 0);
         assert!(!s.wait_idle(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn flow_control_leaves_a_full_queue_to_the_caller() {
+        let opts = SenderOptions {
+            queue_size: 2,
+            reconnect_max_delay: Duration::from_millis(100),
+            connect_timeout: Duration::from_millis(100),
+            ..SenderOptions::default()
+        };
+        let s = Sender::start(Destination::parse("127.0.0.1:1").unwrap(), opts).unwrap();
+        assert!(s.flow_control());
+        let p = Point {
+            timestamp: 1,
+            value: 1.0,
+        };
+        assert_eq!(s.offer("a", p), Offered::Queued);
+        assert_eq!(s.offer("b", p), Offered::Queued);
+        // Full: nothing queued, nothing counted; the embedded path still drops and counts.
+        assert_eq!(s.offer("c", p), Offered::Full);
+        assert_eq!((s.stats().dropped, s.stats().queued), (0, 2));
+        assert!(!s.send("c", p));
+        assert_eq!(s.stats().dropped, 1);
+        // A stopped sender never makes a listener wait: dropped and counted at once.
+        s.stop();
+        assert_eq!(s.offer("d", p), Offered::Dropped);
+        assert!(!s.send_waiting("d", p, &AtomicBool::new(false)));
+        assert_eq!((s.stats().dropped, s.stats().stalls), (3, 0));
+        drop(s);
+        // With a spill the overflow goes to disk: nobody waits.
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SenderOptions {
+            queue_size: 2,
+            connect_timeout: Duration::from_millis(100),
+            spill_dir: Some(dir.path().to_path_buf()),
+            ..SenderOptions::default()
+        };
+        let s = Sender::start(Destination::parse("127.0.0.1:1").unwrap(), opts).unwrap();
+        assert!(!s.flow_control());
+        for name in ["a", "b", "c"] {
+            assert_eq!(s.offer(name, p), Offered::Queued);
+        }
     }
 }

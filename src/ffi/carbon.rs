@@ -557,6 +557,9 @@ pub struct carbon_destination_counters {
     pub spilled: u64,
     /// Queries (fetch/find) to the destination's carbonserver that failed.
     pub query_errors: u64,
+    /// Points a stream listener held back until the destination's full queue had room
+    /// (`flow-control`, carbon-c-relay's `metricStalls`).
+    pub stalls: u64,
 }
 
 /// Number of `[cluster]` destinations of `c` (0 for a handle opened without `[cluster]`);
@@ -614,6 +617,7 @@ pub unsafe extern "C" fn carbon_destination_stats(
             connect_failures: d.sender.connect_failures,
             spilled: d.sender.spilled,
             query_errors: d.query_errors,
+            stalls: d.sender.stalls,
         };
         // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
         unsafe { out.write(v) };

@@ -131,7 +131,7 @@ class CarbonDestinationCounters(ctypes.Structure):
 
     _fields_ = [("destination", ctypes.c_char * DESTINATION_NAME_LEN), ("local", ctypes.c_bool)] + [
         (name, ctypes.c_uint64)
-        for name in ("sent", "queued", "dropped", "reconnects", "connect_failures", "spilled", "query_errors")
+        for name in ("sent", "queued", "dropped", "reconnects", "connect_failures", "spilled", "query_errors", "stalls")
     ]
 
 
