@@ -89,6 +89,11 @@ impl fmt::Display for Destination {
     }
 }
 
+/// Most copies of a point (`replication-factor`): placements are held inline, without
+/// allocating, on the hot path; carbon has no limit, but more copies than this is no cluster
+/// anyone runs.
+pub const MAX_REPLICATION: usize = 8;
+
 /// The `[cluster]` section: who the members are, how names are placed, how points travel.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -187,7 +192,9 @@ impl ClusterConfig {
                         )
                     })?;
                 }
-                "replication-factor" => self.replication_factor = int(k, v, 1, 64)? as usize,
+                "replication-factor" => {
+                    self.replication_factor = int(k, v, 1, MAX_REPLICATION as i64)? as usize
+                }
                 "diverse-replicas" => self.diverse_replicas = boolean(k, v)?,
                 "local" => {
                     let s = string(k, v)?;
@@ -254,6 +261,12 @@ impl ClusterConfig {
                 self.destinations.len()
             )));
         }
+        if self.replication_factor > MAX_REPLICATION {
+            return Err(Error::invalid(format!(
+                "replication factor {} is more than the {MAX_REPLICATION} copies supported",
+                self.replication_factor
+            )));
+        }
         if !self.query_destinations.is_empty()
             && self.query_destinations.len() != self.destinations.len()
         {
@@ -281,6 +294,11 @@ pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `destinations = [..]` alone.
+    fn t_ok(members: &[String]) -> toml::Table {
+        toml::from_str(&format!("destinations = [{}]\n", members.join(", "))).unwrap()
+    }
 
     #[test]
     fn destinations_parse_like_carbon() {
@@ -330,6 +348,20 @@ mod tests {
             e.contains("flow-control") && e.contains("expected true or false"),
             "{e}"
         );
+        // Nine copies on ten members: refused by the key's range, not silently eight.
+        let ten: Vec<String> = (0..10).map(|i| format!("\"h{i}:1\"")).collect();
+        let t: toml::Table = toml::from_str(&format!(
+            "destinations = [{}]\nreplication-factor = 9\n",
+            ten.join(", ")
+        ))
+        .unwrap();
+        let e = ClusterConfig::new(vec![]).apply_toml(&t, "x").unwrap_err();
+        assert!(e.to_string().contains("replication-factor"), "{e}");
+        let mut c = ClusterConfig::new(vec![])
+            .apply_toml(&t_ok(&ten), "x")
+            .unwrap();
+        c.replication_factor = 9;
+        assert!(c.validate().unwrap_err().to_string().contains("9"));
         for bad in [
             "destinations = [\"a:1\"]\nreplication-factor = 2\n",
             "destinations = [\"a:1\"]\nhashing = \"md5\"\n",

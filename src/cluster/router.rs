@@ -10,8 +10,8 @@ use super::{ClusterConfig, Destination, HashRing, Sender, SenderStats};
 use crate::error::Result;
 use crate::points::Point;
 
-/// Most copies a placement holds without allocating.
-const INLINE: usize = 8;
+/// Most copies a placement holds (without allocating).
+const INLINE: usize = super::MAX_REPLICATION;
 
 /// The owners of one name, first owner first, as indices into the configured destinations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +49,8 @@ pub struct Router {
 
 impl Router {
     /// Builds the ring and starts a sender for every member other than `config.local`.
-    pub fn new(mut config: ClusterConfig) -> Result<Router> {
+    pub fn new(config: ClusterConfig) -> Result<Router> {
         config.validate()?;
-        // More copies than the ring can give would make every placement short.
-        config.replication_factor = config.replication_factor.min(INLINE);
         let ring = HashRing::new(config.hashing, &config.destinations)?;
         // With store-local off this process's own share is sent to its address like any
         // other member's.
