@@ -6,6 +6,8 @@
 //! Destinations live on 127.0.0.2: the router's connects then come from 127.0.0.1, so a
 //! reconnect loop to a port nobody listens on yet cannot connect a socket to itself.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -91,11 +93,7 @@ fn read_lines(conn: TcpStream, lines: &Mutex<Vec<String>>) {
 
 /// A port on DEST_HOST that nothing listens on (yet).
 fn free_port() -> u16 {
-    TcpListener::bind((DEST_HOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port(DEST_HOST)
 }
 
 /// A routing handle with a TCP listener, plaintext senders, no spill and a 100-point queue.

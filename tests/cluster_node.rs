@@ -5,9 +5,10 @@
 //! CLUSTER_SERVERS finds and renders all of it. One node is closed mid-stream and reopened on
 //! the same ports: nothing is lost, the sender's stats say what happened.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,8 +41,8 @@ impl Node {
         let mut n = Node {
             data: dir.join("data"),
             schemas,
-            pickle: free_port(&host),
-            http: free_port(&host),
+            pickle: common::free_port(&host),
+            http: common::free_port(&host),
             host,
             carbon: None,
         };
@@ -111,14 +112,6 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
             out.insert(rel.replace('/', "."));
         }
     }
-}
-
-fn free_port(host: &str) -> u16 {
-    TcpListener::bind((host, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn router(dir: &Path, nodes: &[Node], extra: &str) -> Carbon {

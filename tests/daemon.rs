@@ -1,6 +1,8 @@
 //! The `carbonlite` daemon: started with a go-carbon.conf, fed over TCP, stopped with
 //! SIGTERM — every point it acknowledged on the socket must be in its whisper file.
 
+mod common;
+
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -10,11 +12,7 @@ use carbonlite::points::unix_now;
 use carbonlite::whisper::WhisperFile;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port("127.0.0.1")
 }
 
 #[test]

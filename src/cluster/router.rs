@@ -122,27 +122,18 @@ impl Router {
     /// Queues `point` for every remote owner of `name`; says whether this process owns a copy
     /// and should store it (only with `local` set and `store_local` on).
     pub fn send(&self, name: &str, point: Point) -> SendOutcome {
-        let mut out = SendOutcome::default();
-        for &i in self.route(name).iter() {
-            if Some(i) == self.local {
-                out.local = true;
-                continue;
-            }
-            if let Some(s) = &self.senders[i] {
-                if s.send(name, point) {
-                    out.queued += 1;
-                } else {
-                    out.dropped += 1;
-                }
-            }
-        }
-        out
+        self.send_copies(name, point, None)
     }
 
     /// [`Router::send`] for stream listeners: a copy whose member's queue is full waits for
     /// room there under flow control ([`Sender::send_waiting`]), after every other copy has
     /// been queued, so a full member holds back only its own copies.
     pub fn send_waiting(&self, name: &str, point: Point, stopping: &AtomicBool) -> SendOutcome {
+        self.send_copies(name, point, Some(stopping))
+    }
+
+    /// Both sends: `stopping` is set for the waiting one.
+    fn send_copies(&self, name: &str, point: Point, stopping: Option<&AtomicBool>) -> SendOutcome {
         let mut out = SendOutcome::default();
         let mut full = [0usize; INLINE];
         let mut n_full = 0;
@@ -151,24 +142,29 @@ impl Router {
                 out.local = true;
                 continue;
             }
-            if let Some(s) = &self.senders[i] {
-                match s.offer(name, point) {
-                    Offered::Queued => out.queued += 1,
-                    Offered::Dropped => out.dropped += 1,
-                    Offered::Full => {
-                        full[n_full] = i;
-                        n_full += 1;
-                    }
+            let Some(s) = &self.senders[i] else { continue };
+            let offered = match stopping {
+                Some(_) => s.offer(name, point),
+                None if s.send(name, point) => Offered::Queued,
+                None => Offered::Dropped,
+            };
+            match offered {
+                Offered::Queued => out.queued += 1,
+                Offered::Dropped => out.dropped += 1,
+                Offered::Full => {
+                    full[n_full] = i;
+                    n_full += 1;
                 }
             }
         }
         for &i in &full[..n_full] {
-            if let Some(s) = &self.senders[i] {
-                if s.send_waiting(name, point, stopping) {
-                    out.queued += 1;
-                } else {
-                    out.dropped += 1;
-                }
+            let (Some(s), Some(stopping)) = (&self.senders[i], stopping) else {
+                continue;
+            };
+            if s.send_waiting(name, point, stopping) {
+                out.queued += 1;
+            } else {
+                out.dropped += 1;
             }
         }
         out
