@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Series;
-use super::archive::{Archives, Scratch, to_u32};
+use super::archive::{Archives, Scratch, to_u32, with_scratch};
 use super::format::{AggregationMethod, ArchiveInfo, Header, METADATA_SIZE, Retention};
 use super::map::{FileMap, Staged, View};
 use crate::error::{Error, Result};
@@ -38,8 +38,6 @@ pub struct WhisperFile {
     writable: bool,
     /// Non-zero archive bases seen so far (0 = not yet known); see `archive::Archives`.
     bases: Vec<u32>,
-    /// Buffers reused by every update.
-    scratch: Scratch,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -87,9 +85,8 @@ impl WhisperFile {
             .ok_or_else(|| Error::invalid(format!("{} has no file name", path.display())))?;
         let image = RefCell::new(Staged::starting_with(header.encode()));
         let mut bases = vec![0; header.archives.len()];
-        let mut scratch = Scratch::default();
         let io = View::staged(&image, header.file_size(), path);
-        update_with(&header, &mut bases, &mut scratch, first, now, || Ok(io))?;
+        with_scratch(|scratch| update_with(&header, &mut bases, scratch, first, now, || Ok(io)))?;
         let image = image.into_inner();
         let file = match Self::create_anonymous(path, &header, &image, opts)? {
             Some(file) => file,
@@ -103,7 +100,6 @@ impl WhisperFile {
         let map = FileMap::later(header.file_size());
         let mut f = Self::with_header(path, file, header, true, map);
         f.bases = bases;
-        f.scratch = scratch;
         Ok(f)
     }
 
@@ -332,7 +328,6 @@ impl WhisperFile {
             header,
             writable,
             bases,
-            scratch: Scratch::default(),
         }
     }
 
@@ -346,14 +341,17 @@ impl WhisperFile {
         &self.header
     }
 
-    /// Archive I/O for one operation; fails with `Error::Corrupt`, before any I/O, if the file
-    /// is now shorter than its header says (see `map`).
-    fn archives(&mut self) -> Result<Archives<'_>> {
-        Ok(Archives {
-            io: self.map.view(&self.file, &self.path)?,
-            header: &self.header,
-            bases: &mut self.bases,
-            scratch: &mut self.scratch,
+    /// Runs `op` on the archives, with this thread's buffers; fails with `Error::Corrupt`,
+    /// before any I/O, if the file is now shorter than its header says (see `map`).
+    fn with_archives<R>(&mut self, op: impl FnOnce(&mut Archives<'_>) -> Result<R>) -> Result<R> {
+        let io = self.map.view(&self.file, &self.path)?;
+        with_scratch(|scratch| {
+            op(&mut Archives {
+                io,
+                header: &self.header,
+                bases: &mut self.bases,
+                scratch,
+            })
         })
     }
 
@@ -394,7 +392,7 @@ impl WhisperFile {
         let step = i64::from(self.header.archives[index].seconds_per_point);
         let interval = timestamp - timestamp.rem_euclid(step);
         to_u32(interval)?;
-        self.archives()?.update_one(index, interval, value)
+        self.with_archives(|a| a.update_one(index, interval, value))
     }
 
     /// whisper.py `update_many` / `file_update_many`: sorts newest first (stable), hands each
@@ -409,10 +407,11 @@ impl WhisperFile {
             map,
             header,
             bases,
-            scratch,
             ..
         } = self;
-        update_with(header, bases, scratch, points, now, || map.view(file, path))
+        with_scratch(|scratch| {
+            update_with(header, bases, scratch, points, now, || map.view(file, path))
+        })
     }
 
     /// whisper.py `file_fetch`: None when the range is wholly in the future or beyond the
@@ -469,7 +468,8 @@ impl WhisperFile {
                 .position(|a| i64::from(a.retention()) >= diff)
                 .unwrap_or(self.header.archives.len() - 1)
         });
-        self.archives()?.fetch(index, from, until).map(Some)
+        self.with_archives(|a| a.fetch(index, from, until))
+            .map(Some)
     }
 
     /// whisper.py `setAggregationMethod`: rewrites the metadata block with `m` and, if given,
@@ -501,7 +501,7 @@ impl WhisperFile {
         if index >= self.header.archives.len() {
             return Err(Error::invalid(format!("archive {index} does not exist")));
         }
-        self.archives()?.read_all(index)
+        self.with_archives(|a| a.read_all(index))
     }
 }
 
