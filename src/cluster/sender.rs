@@ -171,6 +171,27 @@ struct Inner {
     spill: Option<Spill>,
 }
 
+impl Inner {
+    /// Points held: queued in memory or in a batch being written (what `queue_size` bounds).
+    fn held(&self, q: &Queue) -> usize {
+        q.items.len() + self.in_flight.load(Relaxed) as usize
+    }
+
+    /// Queues the point if the queue is open and has room, and wakes a connection; otherwise
+    /// drops it and counts the drop. Returns whether it was queued.
+    fn enqueue(&self, mut q: parking_lot::MutexGuard<'_, Queue>, name: &str, p: Point) -> bool {
+        if q.closed || self.held(&q) >= self.opts.queue_size {
+            drop(q);
+            self.dropped.fetch_add(1, Relaxed);
+            return false;
+        }
+        q.items.push_back((name.to_owned(), p));
+        drop(q);
+        self.ready.notify_one();
+        true
+    }
+}
+
 /// The queue and connections of one destination. Dropping it stops the connection threads;
 /// points still queued then are abandoned (call [`Sender::wait_idle`] first to deliver them).
 pub struct Sender {
@@ -287,7 +308,7 @@ impl Sender {
 
     fn push(&self, name: &str, p: Point, hold: bool) -> Offered {
         let mut q = self.inner.queue.lock();
-        let held = q.items.len() + self.inner.in_flight.load(Relaxed) as usize;
+        let held = self.inner.held(&q);
         if !q.closed
             && self.inner.spill.is_some()
             && (q.spilling || held >= self.inner.opts.queue_size)
@@ -305,15 +326,11 @@ impl Sender {
         if !q.closed && held >= self.inner.opts.queue_size && hold && self.flow_control() {
             return Offered::Full;
         }
-        if q.closed || held >= self.inner.opts.queue_size {
-            drop(q);
-            self.inner.dropped.fetch_add(1, Relaxed);
-            return Offered::Dropped;
+        if self.inner.enqueue(q, name, p) {
+            Offered::Queued
+        } else {
+            Offered::Dropped
         }
-        q.items.push_back((name.to_owned(), p));
-        drop(q);
-        self.inner.ready.notify_one();
-        Offered::Queued
     }
 
     /// Queues one point for a stream listener: with [`Sender::flow_control`], a full queue
@@ -328,12 +345,11 @@ impl Sender {
         }
         let inner = &*self.inner;
         let size = inner.opts.queue_size;
-        let held = |q: &Queue| q.items.len() + inner.in_flight.load(Relaxed) as usize;
         let mut q = inner.queue.lock();
-        if !q.closed && held(&q) >= size {
+        if !q.closed && inner.held(&q) >= size {
             let mut stalled = false;
             // Resume below 80%: held * 5 < size * 4 (an empty queue for size 1).
-            while !q.closed && held(&q) * 5 >= size * 4 {
+            while !q.closed && inner.held(&q) * 5 >= size * 4 {
                 if stopping.load(Relaxed) {
                     let idle_ms = (inner.born.elapsed().as_millis() as u64)
                         .saturating_sub(inner.progress_ms.load(Relaxed));
@@ -348,15 +364,7 @@ impl Sender {
                 inner.idle.wait_for(&mut q, Duration::from_millis(100));
             }
         }
-        if q.closed || held(&q) >= size {
-            drop(q);
-            inner.dropped.fetch_add(1, Relaxed);
-            return false;
-        }
-        q.items.push_back((name.to_owned(), p));
-        drop(q);
-        inner.ready.notify_one();
-        true
+        inner.enqueue(q, name, p)
     }
 
     /// A snapshot of the counters.
@@ -461,9 +469,7 @@ fn append_spill(inner: &Inner, buf: Vec<(String, Point)>) {
 /// (which replays everything appended before), feed the replay in, release it once sent.
 fn spill_loop(inner: &Inner) {
     let Some(spill) = &inner.spill else { return };
-    let room = |q: &Queue| {
-        q.items.len() + (inner.in_flight.load(Relaxed) as usize) < inner.opts.queue_size / 2 + 1
-    };
+    let room = |q: &Queue| inner.held(q) < inner.opts.queue_size / 2 + 1;
     while !inner.stop.load(Relaxed) {
         let mut q = inner.queue.lock();
         if !q.spill_buf.is_empty() {
@@ -769,16 +775,23 @@ mod tests {
         assert_eq!(&out[4..], body);
     }
 
-    #[test]
-    fn full_queue_drops_and_counts() {
+    /// A sender to port 1 on loopback, where nothing listens, so everything stays queued;
+    /// short timeouts so it retries and stops quickly.
+    fn unreachable(opts: SenderOptions) -> Sender {
         let opts = SenderOptions {
-            queue_size: 3,
             reconnect_max_delay: Duration::from_millis(100),
             connect_timeout: Duration::from_millis(100),
-            ..SenderOptions::default()
+            ..opts
         };
-        // Port 1 on loopback: nothing listens, so everything stays queued.
-        let s = Sender::start(Destination::parse("127.0.0.1:1").unwrap(), opts).unwrap();
+        Sender::start(Destination::parse("127.0.0.1:1").unwrap(), opts).unwrap()
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts() {
+        let s = unreachable(SenderOptions {
+            queue_size: 3,
+            ..SenderOptions::default()
+        });
         let p = Point {
             timestamp: 1,
             value: 1.0,
@@ -794,13 +807,10 @@ mod tests {
 
     #[test]
     fn flow_control_leaves_a_full_queue_to_the_caller() {
-        let opts = SenderOptions {
+        let s = unreachable(SenderOptions {
             queue_size: 2,
-            reconnect_max_delay: Duration::from_millis(100),
-            connect_timeout: Duration::from_millis(100),
             ..SenderOptions::default()
-        };
-        let s = Sender::start(Destination::parse("127.0.0.1:1").unwrap(), opts).unwrap();
+        });
         assert!(s.flow_control());
         let p = Point {
             timestamp: 1,
@@ -821,13 +831,11 @@ mod tests {
         drop(s);
         // With a spill the overflow goes to disk: nobody waits.
         let dir = tempfile::tempdir().unwrap();
-        let opts = SenderOptions {
+        let s = unreachable(SenderOptions {
             queue_size: 2,
-            connect_timeout: Duration::from_millis(100),
             spill_dir: Some(dir.path().to_path_buf()),
             ..SenderOptions::default()
-        };
-        let s = Sender::start(Destination::parse("127.0.0.1:1").unwrap(), opts).unwrap();
+        });
         assert!(!s.flow_control());
         for name in ["a", "b", "c"] {
             assert_eq!(s.offer(name, p), Offered::Queued);
