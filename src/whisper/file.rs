@@ -98,9 +98,7 @@ impl WhisperFile {
             }
         };
         let map = FileMap::later(header.file_size());
-        let mut f = Self::with_header(path, file, header, true, map);
-        f.bases = bases;
-        Ok(f)
+        Ok(Self::with_header(path, file, header, true, map, bases))
     }
 
     /// Linux: builds the file as an unnamed inode in the target directory (`O_TMPFILE`) and
@@ -308,19 +306,20 @@ impl WhisperFile {
         read(&mut bytes, 0)?;
         let header = Header::decode(&bytes, len, path)?;
         let map = FileMap::new(&file, header.file_size());
-        Ok(Self::with_header(path, file, header, writable, map))
+        let bases = vec![0; header.archives.len()];
+        Ok(Self::with_header(path, file, header, writable, map, bases))
     }
 
     /// An open file whose header has been built or validated, with its map (made now or at
-    /// the first operation); no archive read yet.
+    /// the first operation) and the archive bases known so far (zeros for none).
     fn with_header(
         path: &Path,
         file: File,
         header: Header,
         writable: bool,
         map: FileMap,
+        bases: Vec<u32>,
     ) -> WhisperFile {
-        let bases = vec![0; header.archives.len()];
         WhisperFile {
             path: path.to_path_buf(),
             file,
