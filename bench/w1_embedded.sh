@@ -8,7 +8,8 @@
 #
 #   bench/w1_embedded.sh --name NAME --data-dir DIR --results FILE [--sparse true|false]
 #
-# Sourced helpers: bench/setup.sh (builds the library and the runner). DIR must not exist.
+# Needs target/release/w1_embedded, which bench/setup.sh builds (w1_fresh.sh sources it).
+# DIR must not exist.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
