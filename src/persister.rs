@@ -6,6 +6,7 @@
 //! and the failure is counted; every other metric goes on.
 
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -41,6 +42,72 @@ pub(crate) struct Persister {
     failures: Mutex<std::collections::HashMap<Arc<str>, u32>>,
     /// One writer per file: see [`STRIPES`].
     stripes: Box<[Mutex<()>]>,
+    /// Directories known to exist, so that a new file costs as few path walks as possible.
+    dirs: KnownDirs,
+}
+
+/// Most directories [`KnownDirs`] remembers before it starts over (8 bytes each).
+const KNOWN_DIRS_MAX: usize = 1 << 20;
+
+/// The data dir's directories that this process made or found, by a hash of their path.
+///
+/// A metric's first write needs its directory. Asking the disk each time costs a path walk:
+/// carbon and go-carbon look the file up, then make its directories, then create it. Here a
+/// known directory is not made again (in a tree of many metrics per directory that saves a
+/// failing `mkdir` per new file), and a directory that `make` has just made holds no file, so
+/// the failing open before the create is skipped too (W1's tree has a directory per metric).
+/// A wrong answer costs a syscall, never a wrong result: a hash collision or a directory
+/// removed behind our back makes the create fail with not-found, and the caller makes the
+/// directory again; a directory made by someone else reads as existing.
+#[derive(Debug, Default)]
+struct KnownDirs {
+    set: Mutex<std::collections::HashSet<u64>>,
+}
+
+impl KnownDirs {
+    fn key(dir: &Path) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        dir.hash(&mut h);
+        h.finish()
+    }
+
+    /// Makes sure `dir` exists; true if this call made it (so it was empty just now).
+    fn make(&self, dir: &Path) -> Result<bool> {
+        let key = Self::key(dir);
+        if self.set.lock().contains(&key) {
+            return Ok(false);
+        }
+        let made = match std::fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            // A parent is missing too: make the whole chain. A racing maker of `dir` is
+            // possible here, so report it as found, not made.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                false
+            }
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        self.insert(key);
+        Ok(made)
+    }
+
+    fn remember(&self, dir: &Path) {
+        self.insert(Self::key(dir));
+    }
+
+    fn forget(&self, dir: &Path) {
+        self.set.lock().remove(&Self::key(dir));
+    }
+
+    fn insert(&self, key: u64) {
+        let mut set = self.set.lock();
+        if set.len() >= KNOWN_DIRS_MAX {
+            set.clear();
+        }
+        set.insert(key);
+    }
 }
 
 /// A token bucket refilled continuously, burst = one second's worth.
@@ -89,6 +156,7 @@ impl Persister {
             creates: limiter(w.max_creates_per_second),
             failures: Mutex::new(Default::default()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            dirs: KnownDirs::default(),
             shared,
         }
     }
@@ -140,51 +208,84 @@ impl Persister {
     fn write(&self, batch: &Batch) -> Result<Outcome> {
         let path = self.shared.metric_path(&batch.name)?;
         let _one_writer = self.stripes[stripe_of(&path)].lock();
-        let file = match self.shared.pool.get(&path) {
-            Ok(f) => f,
-            Err(Error::NotFound(_)) => {
-                if let Some(limiter) = &self.creates {
-                    let wait = limiter.lock().try_take();
-                    if let Err(d) = wait {
-                        return Ok(Outcome::Throttled(d));
-                    }
-                }
-                let rules = self.shared.rules.rules_for(&batch.name);
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                }
-                // Full creation reserves the blocks with fallocate (carbon's
-                // WHISPER_FALLOCATE_CREATE, Debian's default) instead of writing zeros.
-                let sparse = self.shared.config.whisper.sparse_create;
-                let opts = CreateOptions {
-                    sparse,
-                    fallocate: !sparse,
+        let file = match self.shared.pool.cached(&path) {
+            Some(f) => f,
+            None => {
+                // A directory made just now holds no file yet: no need to try opening one.
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                let made_dir = match dir {
+                    Some(d) => self.dirs.make(d)?,
+                    None => false,
                 };
-                // The file is written once, with the batch in it (see `create_with`).
-                match WhisperFile::create_with(
-                    &path,
-                    &rules.retentions,
-                    rules.aggregation,
-                    rules.x_files_factor,
-                    opts,
-                    &batch.points,
-                    unix_now(),
-                ) {
-                    Ok(f) => {
-                        self.shared.stats.created.fetch_add(1, Relaxed);
-                        self.shared.pool.insert(f);
-                        return Ok(Outcome::Written(batch.points.len()));
-                    }
-                    // Another worker (or process) created it first: use theirs.
-                    Err(Error::AlreadyExists(_)) => self.shared.pool.get(&path)?,
+                let opened = if made_dir {
+                    Err(Error::NotFound(path.display().to_string()))
+                } else {
+                    self.shared.pool.get(&path)
+                };
+                match opened {
+                    Ok(f) => f,
+                    Err(Error::NotFound(_)) => match self.create(batch, &path, dir)? {
+                        Some(outcome) => return Ok(outcome),
+                        // Another worker (or process) created it first: use theirs.
+                        None => self.shared.pool.get(&path)?,
+                    },
                     Err(e) => return Err(e),
                 }
             }
-            Err(e) => return Err(e),
         };
         let mut f = file.lock();
         f.update_many(&batch.points, unix_now())?;
         Ok(Outcome::Written(batch.points.len()))
+    }
+
+    /// Creates the metric's file in `dir` (which exists, or is believed to) with the batch in
+    /// it; None if the file turned out to exist already.
+    fn create(&self, batch: &Batch, path: &Path, dir: Option<&Path>) -> Result<Option<Outcome>> {
+        if let Some(limiter) = &self.creates {
+            let wait = limiter.lock().try_take();
+            if let Err(d) = wait {
+                return Ok(Some(Outcome::Throttled(d)));
+            }
+        }
+        let rules = self.shared.rules.rules_for(&batch.name);
+        // Full creation reserves the blocks with fallocate (carbon's
+        // WHISPER_FALLOCATE_CREATE, Debian's default) instead of writing zeros.
+        let sparse = self.shared.config.whisper.sparse_create;
+        let opts = CreateOptions {
+            sparse,
+            fallocate: !sparse,
+        };
+        // The file is written once, with the batch in it (see `create_with`).
+        let create = || {
+            WhisperFile::create_with(
+                path,
+                &rules.retentions,
+                rules.aggregation,
+                rules.x_files_factor,
+                opts,
+                &batch.points,
+                unix_now(),
+            )
+        };
+        let created = match (create(), dir) {
+            // The directory was known but is gone (removed behind our back): make it again.
+            (Err(Error::NotFound(_)), Some(d)) => {
+                self.dirs.forget(d);
+                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+                self.dirs.remember(d);
+                create()
+            }
+            (result, _) => result,
+        };
+        match created {
+            Ok(f) => {
+                self.shared.stats.created.fetch_add(1, Relaxed);
+                self.shared.pool.insert(f);
+                Ok(Some(Outcome::Written(batch.points.len())))
+            }
+            Err(Error::AlreadyExists(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn failed(&self, batch: Batch, e: Error) {
@@ -272,6 +373,33 @@ fn stripe_of(path: &std::path::Path) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_dirs_say_when_a_directory_was_made_just_now() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = KnownDirs::default();
+        let a = tmp.path().join("a");
+        assert!(dirs.make(&a).unwrap(), "made now");
+        assert!(!dirs.make(&a).unwrap(), "known");
+        // Found, not made: another process may have put files in it.
+        let found = tmp.path().join("found");
+        std::fs::create_dir(&found).unwrap();
+        assert!(!dirs.make(&found).unwrap());
+        // Missing parents are made too, but a racing maker cannot be ruled out there.
+        let deep = tmp.path().join("x/y/z");
+        assert!(!dirs.make(&deep).unwrap());
+        assert!(deep.is_dir());
+        // Removed behind our back: known until forgotten, then found missing and made.
+        std::fs::remove_dir(&a).unwrap();
+        assert!(!dirs.make(&a).unwrap());
+        dirs.forget(&a);
+        assert!(dirs.make(&a).unwrap());
+        // A file where the directory should be is an error naming it.
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = dirs.make(&file.join("sub")).unwrap_err();
+        assert!(e.to_string().contains("file"), "{e}");
+    }
 
     #[test]
     fn rate_limiter_spends_then_waits() {

@@ -196,6 +196,32 @@ fn create_throttling_keeps_points_until_created() {
 }
 
 #[test]
+fn directories_removed_behind_the_engine_are_made_again() {
+    // The persister remembers which directories exist; one removed meanwhile (an operator
+    // cleaning up) must not cost the points of a new metric in it.
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path(), "");
+    let now = unix_now();
+    for name in ["rm.a.one", "rm.a.two", "rm.b.one"] {
+        c.add(name, 1.0, now).unwrap();
+    }
+    c.flush().unwrap();
+    assert!(dir.path().join("rm/a/two.wsp").exists());
+    std::fs::remove_dir_all(dir.path().join("rm")).unwrap();
+    for name in ["rm.a.three", "rm.b.two", "rm.c.one"] {
+        c.add(name, 2.0, now).unwrap();
+    }
+    c.flush().unwrap();
+    let s = c.stats();
+    assert_eq!((s.created, s.write_errors), (6, 0), "{s:?}");
+    for f in ["rm/a/three.wsp", "rm/b/two.wsp", "rm/c/one.wsp"] {
+        assert!(dir.path().join(f).exists(), "{f}");
+    }
+    let f = c.fetch("rm.a.three", now - 60, None).unwrap();
+    assert!(f.values.contains(&2.0), "{f:?}");
+}
+
+#[test]
 fn corrupt_file_is_reported_and_others_go_on() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("bad")).unwrap();

@@ -47,8 +47,8 @@ impl FilePool {
     /// file does not exist. The open happens outside the map lock; if two threads race, both
     /// get the handle that reached the map first.
     pub fn get(&self, path: &Path) -> Result<Arc<Mutex<WhisperFile>>> {
-        if let Some(f) = self.files.lock().get(path) {
-            return Ok(Arc::clone(f));
+        if let Some(f) = self.cached(path) {
+            return Ok(f);
         }
         let file = WhisperFile::open(path)?;
         let mut files = self.files.lock();
@@ -60,6 +60,11 @@ impl FilePool {
         drop(files);
         drop(evicted);
         Ok(f)
+    }
+
+    /// The open file for `path` if the pool holds it; never touches the disk.
+    pub fn cached(&self, path: &Path) -> Option<Arc<Mutex<WhisperFile>>> {
+        self.files.lock().get(path).map(Arc::clone)
     }
 
     /// Adds a file just created (or opened) by the caller, replacing any entry for its path.
