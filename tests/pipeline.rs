@@ -222,6 +222,30 @@ fn directories_removed_behind_the_engine_are_made_again() {
 }
 
 #[test]
+fn a_file_deleted_while_open_is_created_again_for_new_points() {
+    // Operators delete a .wsp for the file to be recreated (after a schema change, say). The
+    // engine keeps files open; it must notice and not write into the deleted inode.
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path(), "");
+    let now = unix_now();
+    c.add("del.me", 1.0, now - 60).unwrap();
+    c.flush().unwrap();
+    let path = dir.path().join("del/me.wsp");
+    std::fs::remove_file(&path).unwrap();
+    std::thread::sleep(carbonlite::whisper::NAME_CHECK_INTERVAL + Duration::from_millis(100));
+    c.add("del.me", 2.0, now).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.stats().created, 2, "{:?}", c.stats());
+    let mut f = carbonlite::whisper::WhisperFile::open(&path).unwrap();
+    let got = f.fetch(now - 120, None, now).unwrap().unwrap();
+    assert!(got.values.contains(&2.0), "{got:?}");
+    assert!(
+        !got.values.contains(&1.0),
+        "the deleted file's point is gone: {got:?}"
+    );
+}
+
+#[test]
 fn corrupt_file_is_reported_and_others_go_on() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("bad")).unwrap();

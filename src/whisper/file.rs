@@ -335,6 +335,14 @@ impl WhisperFile {
         &self.path
     }
 
+    /// Whether no name leads to this open file any more: it was deleted, or another file was
+    /// renamed over it (whisper-resize.py, an operator restoring a copy). Writes to it would
+    /// be lost with it, so holders of long-lived handles (the pool) check this and reopen.
+    pub fn is_unlinked(&self) -> Result<bool> {
+        let st = rustix::fs::fstat(&self.file).map_err(|e| Error::io(&self.path, e.into()))?;
+        Ok(st.st_nlink == 0)
+    }
+
     /// The cached, validated header.
     pub fn header(&self) -> &Header {
         &self.header

@@ -14,7 +14,7 @@ pub mod pool;
 
 pub use file::{CreateOptions, WhisperFile};
 pub use format::{AggregationMethod, ArchiveInfo, Header, Retention, validate_archive_list};
-pub use pool::FilePool;
+pub use pool::{FilePool, NAME_CHECK_INTERVAL};
 
 /// A fetched window, whisper.py's `((fromInterval, untilInterval, step), values)` with NaN
 /// where whisper.py returns None. The default (all zero, no values) is what a fetch of a

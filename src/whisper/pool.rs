@@ -14,6 +14,7 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use parking_lot::Mutex;
@@ -21,9 +22,27 @@ use parking_lot::Mutex;
 use super::file::WhisperFile;
 use crate::error::Result;
 
+/// How often a pooled file is checked for still having its name (see [`FilePool::cached`]).
+pub const NAME_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The pool.
 pub struct FilePool {
-    files: Mutex<LruCache<PathBuf, Arc<Mutex<WhisperFile>>>>,
+    files: Mutex<LruCache<PathBuf, Entry>>,
+}
+
+/// A pooled file and when its name was last checked.
+struct Entry {
+    file: Arc<Mutex<WhisperFile>>,
+    checked: Instant,
+}
+
+impl Entry {
+    fn new(file: Arc<Mutex<WhisperFile>>) -> Entry {
+        Entry {
+            file,
+            checked: Instant::now(),
+        }
+    }
 }
 
 impl std::fmt::Debug for FilePool {
@@ -52,26 +71,52 @@ impl FilePool {
         }
         let file = WhisperFile::open(path)?;
         let mut files = self.files.lock();
-        if let Some(f) = files.get(path) {
-            return Ok(Arc::clone(f));
+        if let Some(e) = files.get(path) {
+            return Ok(Arc::clone(&e.file));
         }
         let f = Arc::new(Mutex::new(file));
-        let evicted = files.push(path.to_path_buf(), Arc::clone(&f));
+        let evicted = files.push(path.to_path_buf(), Entry::new(Arc::clone(&f)));
         drop(files);
         drop(evicted);
         Ok(f)
     }
 
-    /// The open file for `path` if the pool holds it; never touches the disk.
+    /// The open file for `path` if the pool holds it and it still has that name; None
+    /// otherwise. An open file outlives its name: deleted (an operator resetting a metric
+    /// whose schema changed) or replaced by a rename (whisper-resize.py), it would swallow
+    /// every later point. carbon and go-carbon open the path for each write; a pooled file
+    /// is checked instead, with one `fstat` at most every [`NAME_CHECK_INTERVAL`], and
+    /// dropped when its name is gone, so the caller opens or creates the file anew.
     pub fn cached(&self, path: &Path) -> Option<Arc<Mutex<WhisperFile>>> {
-        self.files.lock().get(path).map(Arc::clone)
+        let (file, check) = {
+            let mut files = self.files.lock();
+            let e = files.get_mut(path)?;
+            let now = Instant::now();
+            let check = now.saturating_duration_since(e.checked) >= NAME_CHECK_INTERVAL;
+            if check {
+                e.checked = now;
+            }
+            (Arc::clone(&e.file), check)
+        };
+        // A failed fstat says nothing about the name: keep the file, its next I/O reports.
+        if check && file.lock().is_unlinked().unwrap_or(false) {
+            let mut files = self.files.lock();
+            let stale = files
+                .peek(path)
+                .is_some_and(|e| Arc::ptr_eq(&e.file, &file))
+                .then(|| files.pop(path));
+            drop(files);
+            drop(stale);
+            return None;
+        }
+        Some(file)
     }
 
     /// Adds a file just created (or opened) by the caller, replacing any entry for its path.
     pub fn insert(&self, file: WhisperFile) -> Arc<Mutex<WhisperFile>> {
         let path = file.path().to_path_buf();
         let f = Arc::new(Mutex::new(file));
-        let evicted = self.files.lock().push(path, Arc::clone(&f));
+        let evicted = self.files.lock().push(path, Entry::new(Arc::clone(&f)));
         drop(evicted);
         f
     }
@@ -137,6 +182,51 @@ mod tests {
             pool.get(&dir.path().join("missing.wsp")),
             Err(Error::NotFound(_))
         ));
+    }
+
+    /// Makes the pool's entry for `path` due for its name check.
+    fn age(pool: &FilePool, path: &Path) {
+        let mut files = pool.files.lock();
+        let e = files.get_mut(path).unwrap();
+        e.checked = Instant::now().checked_sub(NAME_CHECK_INTERVAL).unwrap();
+    }
+
+    #[test]
+    fn a_file_deleted_or_renamed_over_is_dropped_at_its_next_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = FilePool::new(8);
+        let a = dir.path().join("a.wsp");
+        drop(make(dir.path(), "a.wsp"));
+        let first = pool.get(&a).unwrap();
+        // Still linked: the check keeps the handle.
+        age(&pool, &a);
+        assert!(Arc::ptr_eq(&first, &pool.cached(&a).unwrap()));
+        // Replaced the way whisper-resize.py does it: a new file renamed over the name.
+        let b = WhisperFile::create(
+            &dir.path().join("b.wsp"),
+            &[Retention::new(60, 10)],
+            AggregationMethod::Max,
+            0.0,
+            CreateOptions::default(),
+        )
+        .unwrap();
+        std::fs::rename(b.path(), &a).unwrap();
+        // Between two checks the old handle is served (at most NAME_CHECK_INTERVAL).
+        assert!(Arc::ptr_eq(&first, &pool.cached(&a).unwrap()));
+        age(&pool, &a);
+        assert!(
+            pool.cached(&a).is_none(),
+            "the renamed-over file is dropped"
+        );
+        let second = pool.get(&a).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.lock().header().archives[0].seconds_per_point, 60);
+        // Deleted: dropped, and the path reads as missing.
+        std::fs::remove_file(&a).unwrap();
+        age(&pool, &a);
+        assert!(pool.cached(&a).is_none());
+        assert_eq!(pool.len(), 0);
+        assert!(matches!(pool.get(&a), Err(Error::NotFound(_))));
     }
 
     #[test]
