@@ -65,16 +65,9 @@ struct KnownDirs {
 }
 
 impl KnownDirs {
-    fn key(dir: &Path) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        dir.hash(&mut h);
-        h.finish()
-    }
-
     /// Makes sure `dir` exists; true if this call made it (so it was empty just now).
     fn make(&self, dir: &Path) -> Result<bool> {
-        let key = Self::key(dir);
+        let key = path_hash(dir);
         if self.set.lock().contains(&key) {
             return Ok(false);
         }
@@ -93,12 +86,8 @@ impl KnownDirs {
         Ok(made)
     }
 
-    fn remember(&self, dir: &Path) {
-        self.insert(Self::key(dir));
-    }
-
     fn forget(&self, dir: &Path) {
-        self.set.lock().remove(&Self::key(dir));
+        self.set.lock().remove(&path_hash(dir));
     }
 
     fn insert(&self, key: u64) {
@@ -218,18 +207,21 @@ impl Persister {
                     None => false,
                 };
                 let opened = if made_dir {
-                    Err(Error::NotFound(path.display().to_string()))
+                    None
                 } else {
-                    self.shared.pool.get(&path)
+                    match self.shared.pool.open(&path) {
+                        Ok(f) => Some(f),
+                        Err(Error::NotFound(_)) => None,
+                        Err(e) => return Err(e),
+                    }
                 };
                 match opened {
-                    Ok(f) => f,
-                    Err(Error::NotFound(_)) => match self.create(batch, &path, dir)? {
+                    Some(f) => f,
+                    None => match self.create(batch, &path, dir)? {
                         Some(outcome) => return Ok(outcome),
                         // Another worker (or process) created it first: use theirs.
-                        None => self.shared.pool.get(&path)?,
+                        None => self.shared.pool.open(&path)?,
                     },
-                    Err(e) => return Err(e),
                 }
             }
         };
@@ -271,8 +263,7 @@ impl Persister {
             // The directory was known but is gone (removed behind our back): make it again.
             (Err(Error::NotFound(_)), Some(d)) => {
                 self.dirs.forget(d);
-                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-                self.dirs.remember(d);
+                self.dirs.make(d)?;
                 create()
             }
             (result, _) => result,
@@ -363,11 +354,16 @@ impl Persister {
     }
 }
 
-fn stripe_of(path: &std::path::Path) -> usize {
+fn stripe_of(path: &Path) -> usize {
+    path_hash(path) as usize % STRIPES
+}
+
+/// The hash that lock stripes and [`KnownDirs`] key paths by.
+fn path_hash(path: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     path.hash(&mut h);
-    h.finish() as usize % STRIPES
+    h.finish()
 }
 
 #[cfg(test)]

@@ -66,9 +66,15 @@ impl FilePool {
     /// file does not exist. The open happens outside the map lock; if two threads race, both
     /// get the handle that reached the map first.
     pub fn get(&self, path: &Path) -> Result<Arc<Mutex<WhisperFile>>> {
-        if let Some(f) = self.cached(path) {
-            return Ok(f);
+        match self.cached(path) {
+            Some(f) => Ok(f),
+            None => self.open(path),
         }
+    }
+
+    /// `get` for a caller that has just seen [`FilePool::cached`] miss: opens `path` and adds
+    /// it, unless another thread added it meanwhile.
+    pub fn open(&self, path: &Path) -> Result<Arc<Mutex<WhisperFile>>> {
         let file = WhisperFile::open(path)?;
         let mut files = self.files.lock();
         if let Some(e) = files.get(path) {
