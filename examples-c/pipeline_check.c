@@ -99,6 +99,19 @@ int main(int argc, char **argv) {
                 (unsigned long long)st.committed_points);
         return 1;
     }
+    /* A host built against an older header has a shorter struct: the sized call fills what
+     * it has and writes nothing past it (here: two counters, then a guard). */
+    struct {
+        uint64_t metrics_received, parse_errors;
+        unsigned char guard[16];
+    } old;
+    memset(&old, 0xAA, sizeof old);
+    int full = carbon_stats_sized(c, (carbon_counters *)(void *)&old, 2 * sizeof(uint64_t));
+    if (full != (int)sizeof(carbon_counters) || old.metrics_received != (uint64_t)accepted ||
+        old.guard[0] != 0xAA || old.guard[15] != 0xAA) {
+        fprintf(stderr, "carbon_stats_sized: %d, received %llu\n", full, (unsigned long long)old.metrics_received);
+        return 1;
+    }
     if (check_all(c, base, "after flush")) return 1;
     /* Bad input: an error code and text, never a crash; the batch goes on past bad lines. */
     const char *mixed = "ok.one 1 -1\nnot a valid line at all\n../escape 1 1\nok.two 2 -1\n";

@@ -473,10 +473,26 @@ void whisper_series_free(whisper_series *s);
 /**
  * Copies counters and gauges into `*out`. Returns 0 or a negative `carbon_error`.
  *
+ * `carbon_counters` grows at the end as counters are added: a program that may load a newer
+ * library than the header it was built with calls `carbon_stats_sized` instead.
+ *
  * # Safety
- * `c` is from `carbon_open`; `out` is valid for writes.
+ * `c` is from `carbon_open`; `out` is valid for writes of this header's `carbon_counters`.
  */
 int carbon_stats(carbon *c, carbon_counters *out);
+
+/**
+ * `carbon_stats` that writes at most `size` bytes: pass `sizeof(carbon_counters)` as the
+ * program's header has it. Fields only ever grow at the end, so a program built against an
+ * older header gets every field it knows and nothing past its struct; a newer header's
+ * extra fields stay untouched. Returns this library's `sizeof(carbon_counters)` (the bytes
+ * written are the smaller of the two), or a negative `carbon_error`. `size` 0 writes
+ * nothing and `out` may then be NULL: a way to ask the size.
+ *
+ * # Safety
+ * `c` is from `carbon_open`; `out` is valid for writes of `size` bytes.
+ */
+int carbon_stats_sized(carbon *c, carbon_counters *out, size_t size);
 
 /**
  * Stops the listener, writes every cached point to its whisper file (to a go-carbon dump
@@ -524,11 +540,25 @@ int carbon_destination_count(carbon *c);
  * Copies the counters of destination `index` (configuration order) into `*out`. Returns 0,
  * or `CARBON_EINVAL` for an index past `carbon_destination_count` or a NULL argument
  * (`*out` then untouched). Thread safety: any thread, concurrently with every other call.
+ * The struct grows at the end: see `carbon_destination_stats_sized`.
  *
  * # Safety
- * `c` is from `carbon_open`; `out` is valid for writes.
+ * `c` is from `carbon_open`; `out` is valid for writes of this header's struct.
  */
 int carbon_destination_stats(carbon *c, size_t index, carbon_destination_counters *out);
+
+/**
+ * `carbon_destination_stats` that writes at most `size` bytes (pass
+ * `sizeof(carbon_destination_counters)`), as `carbon_stats_sized` does. Returns this library's
+ * `sizeof(carbon_destination_counters)` or a negative `carbon_error`.
+ *
+ * # Safety
+ * `c` is from `carbon_open`; `out` is valid for writes of `size` bytes.
+ */
+int carbon_destination_stats_sized(carbon *c,
+                                   size_t index,
+                                   carbon_destination_counters *out,
+                                   size_t size);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -192,7 +192,8 @@ public:
     /// Counters since open and cache gauges.
     carbon_counters stats() {
         carbon_counters st{};
-        check(carbon_stats(handle(), &st), "stats");
+        // Sized: safe against a newer shared library whose struct has grown.
+        check(carbon_stats_sized(handle(), &st, sizeof st), "stats");
         return st;
     }
 

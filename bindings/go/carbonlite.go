@@ -385,7 +385,11 @@ func (c *Carbon) Find(pattern string) ([]FindMatch, error) {
 // Stats copies the counters.
 func (c *Carbon) Stats() (Stats, error) {
 	var s C.carbon_counters
-	err := c.call("stats", func(p *C.carbon) C.int { return C.carbon_stats(p, &s) })
+	// Sized: a newer shared library than the header this was built with writes no more
+	// than this struct holds (fields an older library lacks stay zero).
+	err := c.call("stats", func(p *C.carbon) C.int {
+		return C.carbon_stats_sized(p, &s, C.size_t(unsafe.Sizeof(s)))
+	})
 	if err != nil {
 		return Stats{}, err
 	}
@@ -462,7 +466,7 @@ func (c *Carbon) DestinationStats() ([]DestinationStats, error) {
 	for i := 0; i < int(n); i++ {
 		var d C.carbon_destination_counters
 		err := c.call("destination stats", func(p *C.carbon) C.int {
-			return C.carbon_destination_stats(p, C.size_t(i), &d)
+			return C.carbon_destination_stats_sized(p, C.size_t(i), &d, C.size_t(unsafe.Sizeof(d)))
 		})
 		if err != nil {
 			return nil, err

@@ -360,60 +360,110 @@ pub unsafe extern "C" fn whisper_series_free(s: *mut whisper_series) {
 
 /// Copies counters and gauges into `*out`. Returns 0 or a negative `carbon_error`.
 ///
+/// `carbon_counters` grows at the end as counters are added: a program that may load a newer
+/// library than the header it was built with calls `carbon_stats_sized` instead.
+///
 /// # Safety
-/// `c` is from `carbon_open`; `out` is valid for writes.
+/// `c` is from `carbon_open`; `out` is valid for writes of this header's `carbon_counters`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn carbon_stats(c: *mut carbon, out: *mut carbon_counters) -> c_int {
     ffi_boundary!(c_int, {
         // SAFETY: caller contract.
-        let s = unsafe { handle(c) }?.stats();
+        let v = counters(unsafe { handle(c) }?);
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
         }
-        let v = carbon_counters {
-            metrics_received: s.metrics_received,
-            parse_errors: s.parse_errors,
-            name_errors: s.name_errors,
-            overflow: s.overflow,
-            update_operations: s.update_operations,
-            committed_points: s.committed_points,
-            created: s.created,
-            throttled_creates: s.throttled_creates,
-            write_errors: s.write_errors,
-            disk_full_errors: s.disk_full_errors,
-            corrupt_files: s.corrupt_files,
-            cache_queries: s.cache_queries,
-            tcp_metrics_received: s.tcp_metrics_received,
-            tcp_errors: s.tcp_errors,
-            tcp_active: s.tcp_active,
-            cache_size: s.cache_size,
-            cache_metrics: s.cache_metrics,
-            cache_max_size: s.cache_max_size,
-            not_confirmed: s.not_confirmed,
-            workers: s.workers,
-            udp_metrics_received: s.udp_metrics_received,
-            udp_errors: s.udp_errors,
-            pickle_metrics_received: s.pickle_metrics_received,
-            pickle_errors: s.pickle_errors,
-            pickle_active: s.pickle_active,
-            journal_bytes: s.journal_bytes,
-            journal_segments: s.journal_segments,
-            journal_appends: s.journal_appends,
-            journal_appended_bytes: s.journal_appended_bytes,
-            journal_fsyncs: s.journal_fsyncs,
-            journal_replayed: s.journal_replayed,
-            journal_errors: s.journal_errors,
-            journal_refused: s.journal_refused,
-            journal_released: s.journal_released,
-            quarantined: s.quarantined,
-            dump_points: s.dump_points,
-            restored_points: s.restored_points,
-            dump_errors: s.dump_errors,
-        };
         // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
         unsafe { out.write(v) };
         Ok(0)
     })
+}
+
+/// `carbon_stats` that writes at most `size` bytes: pass `sizeof(carbon_counters)` as the
+/// program's header has it. Fields only ever grow at the end, so a program built against an
+/// older header gets every field it knows and nothing past its struct; a newer header's
+/// extra fields stay untouched. Returns this library's `sizeof(carbon_counters)` (the bytes
+/// written are the smaller of the two), or a negative `carbon_error`. `size` 0 writes
+/// nothing and `out` may then be NULL: a way to ask the size.
+///
+/// # Safety
+/// `c` is from `carbon_open`; `out` is valid for writes of `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_stats_sized(
+    c: *mut carbon,
+    out: *mut carbon_counters,
+    size: usize,
+) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        let v = counters(unsafe { handle(c) }?);
+        // SAFETY: caller contract.
+        unsafe { write_prefix(&v, out, size) }
+    })
+}
+
+/// Writes the first `size` bytes of `v` to `out` (all of `v` at most); returns `size_of::<T>()`.
+///
+/// # Safety
+/// `out` is NULL with `size` 0, or valid for writes of `size` bytes.
+unsafe fn write_prefix<T: Copy>(v: &T, out: *mut T, size: usize) -> Result<c_int, Error> {
+    let n = size.min(std::mem::size_of::<T>());
+    if n > 0 {
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        // SAFETY: `v` is a live `T` of at least `n` bytes; the caller guarantees `out` holds
+        // `size` ≥ `n` writable bytes; a local and the caller's buffer cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(std::ptr::from_ref(v).cast::<u8>(), out.cast::<u8>(), n)
+        };
+    }
+    Ok(std::mem::size_of::<T>() as c_int)
+}
+
+/// The handle's counters in their C layout.
+fn counters(c: &Carbon) -> carbon_counters {
+    let s = c.stats();
+    carbon_counters {
+        metrics_received: s.metrics_received,
+        parse_errors: s.parse_errors,
+        name_errors: s.name_errors,
+        overflow: s.overflow,
+        update_operations: s.update_operations,
+        committed_points: s.committed_points,
+        created: s.created,
+        throttled_creates: s.throttled_creates,
+        write_errors: s.write_errors,
+        disk_full_errors: s.disk_full_errors,
+        corrupt_files: s.corrupt_files,
+        cache_queries: s.cache_queries,
+        tcp_metrics_received: s.tcp_metrics_received,
+        tcp_errors: s.tcp_errors,
+        tcp_active: s.tcp_active,
+        cache_size: s.cache_size,
+        cache_metrics: s.cache_metrics,
+        cache_max_size: s.cache_max_size,
+        not_confirmed: s.not_confirmed,
+        workers: s.workers,
+        udp_metrics_received: s.udp_metrics_received,
+        udp_errors: s.udp_errors,
+        pickle_metrics_received: s.pickle_metrics_received,
+        pickle_errors: s.pickle_errors,
+        pickle_active: s.pickle_active,
+        journal_bytes: s.journal_bytes,
+        journal_segments: s.journal_segments,
+        journal_appends: s.journal_appends,
+        journal_appended_bytes: s.journal_appended_bytes,
+        journal_fsyncs: s.journal_fsyncs,
+        journal_replayed: s.journal_replayed,
+        journal_errors: s.journal_errors,
+        journal_refused: s.journal_refused,
+        journal_released: s.journal_released,
+        quarantined: s.quarantined,
+        dump_points: s.dump_points,
+        restored_points: s.restored_points,
+        dump_errors: s.dump_errors,
+    }
 }
 
 /// Stops the listener, writes every cached point to its whisper file (to a go-carbon dump
@@ -580,9 +630,10 @@ pub unsafe extern "C" fn carbon_destination_count(c: *mut carbon) -> c_int {
 /// Copies the counters of destination `index` (configuration order) into `*out`. Returns 0,
 /// or `CARBON_EINVAL` for an index past `carbon_destination_count` or a NULL argument
 /// (`*out` then untouched). Thread safety: any thread, concurrently with every other call.
+/// The struct grows at the end: see `carbon_destination_stats_sized`.
 ///
 /// # Safety
-/// `c` is from `carbon_open`; `out` is valid for writes.
+/// `c` is from `carbon_open`; `out` is valid for writes of this header's struct.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn carbon_destination_stats(
     c: *mut carbon,
@@ -591,37 +642,63 @@ pub unsafe extern "C" fn carbon_destination_stats(
 ) -> c_int {
     ffi_boundary!(c_int, {
         // SAFETY: caller contract.
-        let all = unsafe { handle(c) }?.destination_stats();
+        let v = destination_counters(unsafe { handle(c) }?, index)?;
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
         }
-        let d = all.get(index).ok_or_else(|| {
-            Error::invalid(format!(
-                "destination index {index}: the handle has {} destinations",
-                all.len()
-            ))
-        })?;
-        let mut name = [0 as c_char; CARBON_DESTINATION_NAME_LEN];
-        let text = d.destination.to_string();
-        let n = text.len().min(CARBON_DESTINATION_NAME_LEN - 1);
-        for (dst, &b) in name.iter_mut().zip(&text.as_bytes()[..n]) {
-            *dst = b as c_char;
-        }
-        let v = carbon_destination_counters {
-            destination: name,
-            local: d.local,
-            sent: d.sender.sent,
-            queued: d.sender.queued,
-            dropped: d.sender.dropped,
-            reconnects: d.sender.reconnects,
-            connect_failures: d.sender.connect_failures,
-            spilled: d.sender.spilled,
-            query_errors: d.query_errors,
-            stalls: d.sender.stalls,
-        };
         // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
         unsafe { out.write(v) };
         Ok(0)
+    })
+}
+
+/// `carbon_destination_stats` that writes at most `size` bytes (pass
+/// `sizeof(carbon_destination_counters)`), as `carbon_stats_sized` does. Returns this library's
+/// `sizeof(carbon_destination_counters)` or a negative `carbon_error`.
+///
+/// # Safety
+/// `c` is from `carbon_open`; `out` is valid for writes of `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn carbon_destination_stats_sized(
+    c: *mut carbon,
+    index: usize,
+    out: *mut carbon_destination_counters,
+    size: usize,
+) -> c_int {
+    ffi_boundary!(c_int, {
+        // SAFETY: caller contract.
+        let v = destination_counters(unsafe { handle(c) }?, index)?;
+        // SAFETY: caller contract.
+        unsafe { write_prefix(&v, out, size) }
+    })
+}
+
+/// Destination `index`'s counters in their C layout.
+fn destination_counters(c: &Carbon, index: usize) -> Result<carbon_destination_counters, Error> {
+    let all = c.destination_stats();
+    let d = all.get(index).ok_or_else(|| {
+        Error::invalid(format!(
+            "destination index {index}: the handle has {} destinations",
+            all.len()
+        ))
+    })?;
+    let mut name = [0 as c_char; CARBON_DESTINATION_NAME_LEN];
+    let text = d.destination.to_string();
+    let n = text.len().min(CARBON_DESTINATION_NAME_LEN - 1);
+    for (dst, &b) in name.iter_mut().zip(&text.as_bytes()[..n]) {
+        *dst = b as c_char;
+    }
+    Ok(carbon_destination_counters {
+        destination: name,
+        local: d.local,
+        sent: d.sender.sent,
+        queued: d.sender.queued,
+        dropped: d.sender.dropped,
+        reconnects: d.sender.reconnects,
+        connect_failures: d.sender.connect_failures,
+        spilled: d.sender.spilled,
+        query_errors: d.query_errors,
+        stalls: d.sender.stalls,
     })
 }
 
@@ -779,6 +856,67 @@ mod tests {
     }
 
     #[test]
+    fn sized_stats_write_no_more_than_the_callers_struct() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        let full = std::mem::size_of::<carbon_counters>();
+        // SAFETY: valid arguments throughout; the buffers hold `size` bytes.
+        unsafe {
+            let c = carbon_open(d.as_ptr(), c"[whisper]\nenabled = false\n".as_ptr());
+            assert!(!c.is_null(), "{}", last());
+            let line = "a.b 1 1700000000\nbad\nc nan 1700000000\n";
+            assert_eq!(carbon_add_line(c, line.as_ptr().cast(), line.len()), 1);
+            // A host built against an older header: three fields, then memory of its own.
+            #[repr(C)]
+            struct Old {
+                metrics_received: u64,
+                parse_errors: u64,
+                name_errors: u64,
+                after: [u8; 64],
+            }
+            let mut old = Old {
+                metrics_received: 0,
+                parse_errors: 0,
+                name_errors: 9,
+                after: [0xAA; 64],
+            };
+            let got = carbon_stats_sized(c, std::ptr::from_mut(&mut old).cast(), 24);
+            assert_eq!(got as usize, full);
+            assert_eq!((old.metrics_received, old.parse_errors), (1, 2));
+            assert_eq!(old.name_errors, 0);
+            assert_eq!(old.after, [0xAA; 64], "nothing past the host's struct");
+            // A host built against a newer header: its extra fields stay as they were.
+            let mut newer = vec![0xBBu8; full + 16];
+            assert_eq!(
+                carbon_stats_sized(c, newer.as_mut_ptr().cast(), newer.len()) as usize,
+                full
+            );
+            assert!(newer[full..].iter().all(|&b| b == 0xBB));
+            let mut s = carbon_counters::default();
+            assert_eq!(carbon_stats(c, &mut s), 0);
+            let same: carbon_counters = newer.as_ptr().cast::<carbon_counters>().read_unaligned();
+            assert_eq!(
+                (same.metrics_received, same.parse_errors, same.dump_errors),
+                (s.metrics_received, s.parse_errors, s.dump_errors)
+            );
+            // Size 0 asks the size, and needs no buffer; any other size does.
+            assert_eq!(
+                carbon_stats_sized(c, std::ptr::null_mut(), 0) as usize,
+                full
+            );
+            assert_eq!(
+                carbon_stats_sized(c, std::ptr::null_mut(), 8),
+                carbon_error::CARBON_EINVAL as i32
+            );
+            assert_eq!(
+                carbon_stats_sized(std::ptr::null_mut(), &mut s, full),
+                carbon_error::CARBON_EINVAL as i32
+            );
+            carbon_close(c);
+        }
+    }
+
+    #[test]
     fn destination_stats_through_the_c_api() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config::embedded(dir.path())
@@ -810,6 +948,17 @@ mod tests {
             );
             assert_eq!(
                 carbon_destination_count(std::ptr::null_mut()),
+                carbon_error::CARBON_EINVAL as i32
+            );
+            // Sized: the name and nothing past what the caller has.
+            let full = std::mem::size_of::<carbon_destination_counters>();
+            let mut buf = vec![0xCCu8; full];
+            let got = carbon_destination_stats_sized(c, 0, buf.as_mut_ptr().cast(), 16);
+            assert_eq!(got as usize, full);
+            assert_eq!(&buf[..14], b"127.0.0.1:1:a\0");
+            assert!(buf[16..].iter().all(|&b| b == 0xCC));
+            assert_eq!(
+                carbon_destination_stats_sized(c, 2, buf.as_mut_ptr().cast(), full),
                 carbon_error::CARBON_EINVAL as i32
             );
             carbon_close(c);

@@ -315,12 +315,15 @@ class Carbon:
         out = _lib.CarbonCounters()
         ptr = self._enter()
         try:
-            rc = _C.carbon_stats(ptr, ctypes.byref(out))
+            # Sized: a library newer than this package writes no more than our struct holds,
+            # and one older fills only the fields it has, which are the ones returned.
+            rc = _C.carbon_stats_sized(ptr, ctypes.byref(out), ctypes.sizeof(out))
             if rc < 0:
                 raise from_code(rc, "stats")
         finally:
             self._leave()
-        return {name: getattr(out, name) for name, _ in _lib.CarbonCounters._fields_}
+        fields = _lib.filled_fields(_lib.CarbonCounters, min(rc, ctypes.sizeof(out)))
+        return {name: getattr(out, name) for name in fields}
 
     def destination_stats(self):
         """Per-destination counters of a `[cluster]` routing handle, in configuration order
@@ -333,10 +336,11 @@ class Carbon:
                 raise from_code(n, "destination_stats")
             for i in range(n):
                 d = _lib.CarbonDestinationCounters()
-                rc = _C.carbon_destination_stats(ptr, i, ctypes.byref(d))
+                rc = _C.carbon_destination_stats_sized(ptr, i, ctypes.byref(d), ctypes.sizeof(d))
                 if rc < 0:
                     raise from_code(rc, "destination_stats")
-                row = {name: getattr(d, name) for name, _ in _lib.CarbonDestinationCounters._fields_}
+                fields = _lib.filled_fields(_lib.CarbonDestinationCounters, min(rc, ctypes.sizeof(d)))
+                row = {name: getattr(d, name) for name in fields}
                 row["destination"] = d.destination.decode("utf-8")
                 out.append(row)
         finally:

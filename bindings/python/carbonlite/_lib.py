@@ -155,6 +155,7 @@ FUNCTIONS = {
     ),
     "whisper_series_free": (None, [ctypes.POINTER(WhisperSeries)]),
     "carbon_stats": (ctypes.c_int, [CarbonPtr, ctypes.POINTER(CarbonCounters)]),
+    "carbon_stats_sized": (ctypes.c_int, [CarbonPtr, ctypes.POINTER(CarbonCounters), ctypes.c_size_t]),
     "carbon_close": (None, [CarbonPtr]),
     "carbon_find": (ctypes.c_int64, [CarbonPtr, ctypes.c_char_p, ctypes.POINTER(CarbonFindList)]),
     "carbon_find_list_free": (None, [ctypes.POINTER(CarbonFindList)]),
@@ -163,7 +164,17 @@ FUNCTIONS = {
         ctypes.c_int,
         [CarbonPtr, ctypes.c_size_t, ctypes.POINTER(CarbonDestinationCounters)],
     ),
+    "carbon_destination_stats_sized": (
+        ctypes.c_int,
+        [CarbonPtr, ctypes.c_size_t, ctypes.POINTER(CarbonDestinationCounters), ctypes.c_size_t],
+    ),
 }
+
+
+def filled_fields(struct, written):
+    """The fields of a ctypes Structure type that lie within its first `written` bytes: what a
+    `*_sized` call filled when the loaded library's struct is older (shorter) than ours."""
+    return [name for name, _ in struct._fields_ if getattr(struct, name).offset + getattr(struct, name).size <= written]
 
 
 def _candidates():

@@ -135,3 +135,13 @@ def test_find_globs_files_and_cache(carbon):
 
 def test_library_version():
     assert carbonlite.library_version() == carbonlite.__version__
+
+
+def test_stats_read_only_what_the_library_filled(carbon):
+    # Same library and package: every field, and the struct sizes agree.
+    assert list(carbon.stats()) == [name for name, _ in _lib.CarbonCounters._fields_]
+    assert _lib.lib.carbon_stats_sized(None, None, 0) == _lib.CARBON_EINVAL
+    # An older library fills a prefix: only the fields inside it are reported.
+    size = _lib.CarbonCounters.parse_errors.offset + 8
+    assert _lib.filled_fields(_lib.CarbonCounters, size) == ["metrics_received", "parse_errors"]
+    assert _lib.filled_fields(_lib.CarbonCounters, size + 7) == ["metrics_received", "parse_errors"]
