@@ -11,7 +11,8 @@
 #   bench/w1_ab.sh /tmp/old/target/release
 # The new build is this checkout's target/release (bench/setup.sh builds it). The runs' files
 # stay under /tmp/peers/data/w1-ab-<pid>/ until the series ends: deleting them slows file
-# creation for minutes (README, Performance, footnote 5), so leave 5 minutes before timing again.
+# creation for minutes (README, Performance, footnote 5), so the next W1 runner waits 6 minutes
+# (bench/setup.sh); after the test suite or any other bulk delete, wait as long by hand.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
@@ -23,7 +24,8 @@ LOADGEN="$SHARED/loadgen/target/release/loadgen"
 [[ -x "$LOADGEN" ]] || (cd "$SHARED/loadgen" && cargo build --release -q)
 base="/tmp/peers/data/w1-ab-$$"
 mkdir -p "$base"
-trap 'rm -rf "$base"; sync; echo "deleted the files of this series: leave 5 minutes before timing file creation again" >&2' EXIT
+trap 'delete_series "$base"' EXIT
+wait_after_deletes
 # Each build gets a runner with its own rpath; a copy of the old library keeps it stable.
 mkdir -p "$base/old-lib"
 cp "$old/libcarbonlite.so" "$base/old-lib/"

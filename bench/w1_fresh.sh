@@ -12,7 +12,9 @@
 # allocates new ones, scanning past them. Creating 10,100 directories and 10,000 files right
 # after the previous run's were deleted then costs 3-20 s instead of ~0.8 s, whichever
 # server runs, and the harness's 60 s quiet period is not enough. Fresh directories keep
-# every run out of that window. Polling is every 0.1 s for every server.
+# every run out of that window; a series starts 6 minutes after the last one deleted its
+# files (bench/setup.sh), and after the test suite or any other bulk delete it needs as long
+# (not detected: wait by hand). Polling is every 0.1 s for every server.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
@@ -24,7 +26,8 @@ OUT="$RES/w1-fresh-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 base="/tmp/peers/data/w1-fresh-$$"
 mkdir -p "$base"
-trap 'rm -rf "$base"; sync; echo "deleted the files of this series: leave 5 minutes before timing file creation again (README, footnote 5)" >&2' EXIT
+trap 'delete_series "$base"' EXIT
+wait_after_deletes
 variants=(carbon-cache-sparse carbonlite carbonlite-sparse carbonlite-embedded carbonlite-embedded-sparse)
 n=${#variants[@]}
 report() {
