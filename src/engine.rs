@@ -37,8 +37,8 @@ pub(crate) struct Shared {
     pub(crate) listen_addrs: Mutex<Vec<std::net::SocketAddr>>,
     /// Set first on close: listeners stop accepting and connections finish.
     pub(crate) receivers_stopping: AtomicBool,
-    /// Accept threads still running (close waits for them to drain their backlogs).
-    pub(crate) accepting: std::sync::atomic::AtomicUsize,
+    /// Accept and connection threads of the stream listeners, which close waits for.
+    pub(crate) streams: crate::receiver::StreamThreads,
     /// Where `[udp]` and `[pickle]` are bound.
     pub(crate) receiver_addrs: Mutex<crate::receiver::Bound>,
     /// Close's wake-up for timer threads (self-metrics).
@@ -166,7 +166,7 @@ impl Carbon {
             last_write_error: Mutex::new(None),
             listen_addrs: Mutex::new(Vec::new()),
             receivers_stopping: AtomicBool::new(false),
-            accepting: std::sync::atomic::AtomicUsize::new(0),
+            streams: Default::default(),
             receiver_addrs: Mutex::new(Default::default()),
             stop: StopSignal::default(),
             cluster,

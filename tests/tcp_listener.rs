@@ -203,3 +203,52 @@ fn streaming_sender_every_line_lands_across_growing_reads() {
         assert_eq!(vals, want, "stream.m{m}");
     }
 }
+
+/// Close takes in what clients had already sent: lines written (and the connections shut) just
+/// before close are in the files once it returns, however far the readers had got. A small
+/// cache keeps the readers waiting for room, so close finds them mid-stream.
+#[test]
+fn close_takes_in_what_clients_had_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::embedded(dir.path())
+        .apply_toml(
+            "[tcp]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[cache]\nmax-size = 20000\n",
+            "<test>",
+        )
+        .unwrap();
+    let c = Carbon::open(cfg).unwrap();
+    let now = unix_now();
+    let (metrics, points) = (1_000i64, 100i64);
+    let addr = c.tcp_addr().unwrap();
+    let senders: Vec<_> = (0..2)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                for p in 0..points {
+                    for m in 0..metrics {
+                        let t = now - (points - p) * 60;
+                        buf.extend_from_slice(format!("close.c{k}.m{m} {p} {t}\n").as_bytes());
+                    }
+                }
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(&buf).unwrap(); // about 3 MB: much of it still in socket buffers
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    c.close();
+    drop(c);
+    let c = Carbon::open(Config::embedded(dir.path())).unwrap();
+    for k in 0..2 {
+        for m in 0..metrics {
+            let got = c
+                .fetch(&format!("close.c{k}.m{m}"), now - (points + 1) * 60, None)
+                .unwrap();
+            let n = got.values.iter().filter(|v| !v.is_nan()).count() as i64;
+            assert_eq!(n, points, "close.c{k}.m{m}");
+        }
+    }
+}

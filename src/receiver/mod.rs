@@ -35,6 +35,41 @@ const POLL: Duration = Duration::from_millis(200);
 /// Stack of a connection thread: the readers keep their buffers on the heap.
 const CONN_STACK: usize = 128 * 1024;
 
+/// The stream listeners' threads still running, so that close can wait for them to end
+/// (first the accept loops, which take their backlogs, then the connections) without polling.
+#[derive(Debug, Default)]
+pub(crate) struct StreamThreads {
+    counts: parking_lot::Mutex<StreamCounts>,
+    ended: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct StreamCounts {
+    accepting: usize,
+    connections: usize,
+}
+
+impl StreamThreads {
+    fn change(&self, f: impl FnOnce(&mut StreamCounts)) {
+        let mut c = self.counts.lock();
+        f(&mut c);
+        if c.accepting == 0 || c.connections == 0 {
+            self.ended.notify_all();
+        }
+    }
+
+    /// Waits until `done` holds for the counts or `deadline` passes; true if it holds.
+    fn wait(&self, deadline: Instant, done: impl Fn(&StreamCounts) -> bool) -> bool {
+        let mut c = self.counts.lock();
+        while !done(&c) {
+            if self.ended.wait_until(&mut c, deadline).timed_out() {
+                return done(&c);
+            }
+        }
+        true
+    }
+}
+
 /// Addresses the `[udp]` and `[pickle]` listeners are bound to (`[tcp]`'s is the first of
 /// `Shared::listen_addrs`).
 #[derive(Debug, Default)]
@@ -84,7 +119,7 @@ pub(crate) fn start_stream(
     serve: fn(TcpStream, &Shared),
 ) -> Result<(SocketAddr, JoinHandle<()>)> {
     let (listener, local) = bind_tcp(section, listen)?;
-    shared.accepting.fetch_add(1, Relaxed);
+    shared.streams.change(|c| c.accepting += 1);
     let s = shared.clone();
     let accept = format!("carbonlite-{section}-accept");
     let h = std::thread::Builder::new()
@@ -99,7 +134,7 @@ pub(crate) fn start_stream(
             )
         })
         .map_err(|e| {
-            shared.accepting.fetch_sub(1, Relaxed);
+            shared.streams.change(|c| c.accepting -= 1);
             Error::io(accept, e)
         })?;
     Ok((local, h))
@@ -132,14 +167,9 @@ pub(crate) fn stop_listeners(shared: &Shared) {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     // First the accept threads finish taking their backlogs, then the connections drain.
-    while shared.accepting.load(Relaxed) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    while (shared.stats.tcp_active.load(Relaxed) > 0
-        || shared.stats.pickle_active.load(Relaxed) > 0)
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(10));
+    let streams = &shared.streams;
+    if streams.wait(deadline, |c| c.accepting == 0) {
+        streams.wait(deadline, |c| c.connections == 0);
     }
 }
 
@@ -155,19 +185,24 @@ pub(crate) fn accept_loop(
     active: fn(&Stats) -> &AtomicU64,
     serve: fn(TcpStream, &Shared),
 ) {
+    let ended = move |s: &Shared| {
+        active(&s.stats).fetch_sub(1, Relaxed);
+        s.streams.change(|c| c.connections -= 1);
+    };
     let spawn_conn = |stream: TcpStream| {
         active(&shared.stats).fetch_add(1, Relaxed);
+        shared.streams.change(|c| c.connections += 1);
         let s = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(thread_name.clone())
             .stack_size(CONN_STACK)
             .spawn(move || {
                 serve(stream, &s);
-                active(&s.stats).fetch_sub(1, Relaxed);
+                ended(&s);
             });
         if spawned.is_err() {
             // The stream was moved into the failed spawn and is closed: the sender sees a reset.
-            active(&shared.stats).fetch_sub(1, Relaxed);
+            ended(&shared);
         }
     };
     for conn in listener.incoming() {
@@ -186,5 +221,5 @@ pub(crate) fn accept_loop(
             break;
         }
     }
-    shared.accepting.fetch_sub(1, Relaxed);
+    shared.streams.change(|c| c.accepting -= 1);
 }
