@@ -7,7 +7,7 @@ carbon must at least spend creating W1's files on this disk.
     python3 bench/create_floor.py DIR [P]       (P = 1 or more processes; default 1)
 
 Use a fresh DIR on a quiet disk: creating right after deleting many inodes is several times
-slower on a journal-less ext4 (README, Performance, footnote 5). Delete DIR afterwards.
+slower on a journal-less ext4 (README, Performance, "Reproducing W1"). Delete DIR afterwards.
 """
 import os
 import sys

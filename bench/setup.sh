@@ -15,7 +15,7 @@ need_deb() {
 [[ -x /tmp/peers/venv/bin/python ]] && /tmp/peers/venv/bin/python -c 'import whisper' 2>/dev/null \
   || { python3 -m venv /tmp/peers/venv && /tmp/peers/venv/bin/pip install -q whisper==1.1.10; }
 # File creation is 3-20x slower for minutes after many files were deleted (README,
-# Performance, footnote 5), and the W1 runners delete their series at the end. They stamp
+# Performance, "Reproducing W1"), and the W1 runners delete their series at the end. They stamp
 # that moment here and wait out the window before timing again (BENCH_NO_QUIET=1 skips the
 # wait). Deletes by anything else (the test suite, an operator) are not seen: leave 6
 # minutes after those by hand.

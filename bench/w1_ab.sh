@@ -11,7 +11,7 @@
 #   bench/w1_ab.sh /tmp/old/target/release
 # The new build is this checkout's target/release (bench/setup.sh builds it). The runs' files
 # stay under /tmp/peers/data/w1-ab-<pid>/ until the series ends: deleting them slows file
-# creation for minutes (README, Performance, footnote 5), so the next W1 runner waits 6 minutes
+# creation for minutes (README, Performance, "Reproducing W1"), so the next W1 runner waits 6 minutes
 # (bench/setup.sh); after the test suite or any other bulk delete, wait as long by hand.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
