@@ -29,9 +29,12 @@ wait_after_deletes() {
     sleep "$left"
   fi
 }
-# Deletes a series' files and stamps the time (for the trap of a runner).
+# Deletes a series' files and, if it had any, stamps the time (for the trap of a runner).
 delete_series() {
+  local had
+  had=$(find "$1" -mindepth 1 -maxdepth 1 2>/dev/null | head -1)
   rm -rf "$1"
+  [[ -n $had ]] || return 0
   sync
   touch "$DELETE_STAMP"
   echo "deleted the files of this series; the next W1 runner waits ${QUIET_SECS}s" >&2
