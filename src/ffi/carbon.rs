@@ -370,12 +370,8 @@ pub unsafe extern "C" fn carbon_stats(c: *mut carbon, out: *mut carbon_counters)
     ffi_boundary!(c_int, {
         // SAFETY: caller contract.
         let v = counters(unsafe { handle(c) }?);
-        if out.is_null() {
-            return Err(Error::invalid("out is NULL"));
-        }
-        // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
-        unsafe { out.write(v) };
-        Ok(0)
+        // SAFETY: caller contract (the whole struct is writable).
+        unsafe { write_prefix(&v, out, std::mem::size_of::<carbon_counters>()) }.map(|_| 0)
     })
 }
 
@@ -643,12 +639,9 @@ pub unsafe extern "C" fn carbon_destination_stats(
     ffi_boundary!(c_int, {
         // SAFETY: caller contract.
         let v = destination_counters(unsafe { handle(c) }?, index)?;
-        if out.is_null() {
-            return Err(Error::invalid("out is NULL"));
-        }
-        // SAFETY: checked non-NULL; caller guarantees it is valid for writes.
-        unsafe { out.write(v) };
-        Ok(0)
+        let size = std::mem::size_of::<carbon_destination_counters>();
+        // SAFETY: caller contract (the whole struct is writable).
+        unsafe { write_prefix(&v, out, size) }.map(|_| 0)
     })
 }
 
