@@ -61,12 +61,8 @@ impl StreamThreads {
     /// Waits until `done` holds for the counts or `deadline` passes; true if it holds.
     fn wait(&self, deadline: Instant, done: impl Fn(&StreamCounts) -> bool) -> bool {
         let mut c = self.counts.lock();
-        while !done(&c) {
-            if self.ended.wait_until(&mut c, deadline).timed_out() {
-                return done(&c);
-            }
-        }
-        true
+        self.ended.wait_while_until(&mut c, |c| !done(c), deadline);
+        done(&c)
     }
 }
 
