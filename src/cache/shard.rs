@@ -181,7 +181,7 @@ pub(crate) struct Key {
 /// A cached point in 12 bytes instead of `Point`'s 16 (a quarter of the cache's memory):
 /// whisper stores u32 timestamps and the cache takes no other (`Slot::new`), so nothing is
 /// lost. The value is kept as bytes so the struct aligns to 4 and packs tight in a `Vec`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Slot {
     ts: u32,
     value: [u8; 8],
@@ -216,25 +216,28 @@ impl Slot {
 
 /// Points taken by a persister and not yet confirmed; kept so reads still see them
 /// (go-carbon's `notConfirmed`). Boxed: most entries have no flight, and the box keeps
-/// `Entry` at 80 bytes.
+/// `Entry` in two cache lines.
 pub(crate) struct Flight {
     /// The points as they were queued (arrival order, duplicates kept); the batch has a
     /// normalised copy. Their count is what the flight holds of `Cache::size`.
-    points: Vec<Slot>,
+    points: Queued,
     /// Flush generation of the oldest of these points.
     generation: u64,
     /// Identifies the batch, so a confirm/requeue of a stale batch (after `drain_all`) is ignored.
     ticket: u64,
 }
 
-/// One metric's cached points.
+/// One metric's cached points, in two cache lines: the first holds what every lookup reads
+/// (the name) and what a busy metric's add writes through (the spilled points' vector); the
+/// second the first points themselves, so a metric with a few points touches no other line.
 ///
 /// No stored hash: the table's 7-bit tags already skip 127 of 128 other keys, an inline name
-/// is compared in the same cache line, and the 8 bytes would be a tenth of the entry.
+/// is compared in the same cache line, and the 8 bytes would not fit.
+#[repr(C, align(64))]
 pub(crate) struct Entry {
     name: Name,
     /// Points not yet popped, in arrival order (later = newer write), duplicates kept.
-    queued: Vec<Slot>,
+    queued: Queued,
     /// Flush generation of the oldest queued point (meaningful while `queued` is not empty).
     generation: u64,
     /// At most one batch per metric is in flight, so two persisters never race on a file
@@ -333,7 +336,7 @@ impl Shard {
                 e.generation = generation;
                 self.generations.inc(generation);
             }
-            push_point(&mut e.queued, p);
+            e.queued.push(p);
             return first && e.flight.is_none();
         }
         self.insert_new(hash, name, p, generation);
@@ -354,8 +357,8 @@ impl Shard {
     pub fn prefetch_entry(&self, hash: u64) {
         if let Some(e) = self.likely_entry(hash) {
             let p = std::ptr::from_ref(e).cast::<u8>();
-            // Up to three cache lines hold an entry.
-            for off in [0, ENTRY_SIZE / 2, ENTRY_SIZE - 1] {
+            // Two cache lines hold an entry (`Entry` is 64-aligned).
+            for off in (0..ENTRY_SIZE).step_by(64) {
                 prefetch(p.wrapping_add(off));
             }
         }
@@ -366,13 +369,13 @@ impl Shard {
     #[inline]
     pub fn prefetch_tail(&self, hash: u64) {
         if let Some(e) = self.likely_entry(hash) {
-            prefetch(e.queued.as_ptr().wrapping_add(e.queued.len()).cast());
+            prefetch(e.queued.tail());
         }
     }
 
     #[inline(never)]
     fn insert_new(&mut self, hash: u64, name: &str, p: Slot, generation: u64) {
-        let mut queued = Vec::with_capacity(INITIAL_CAPACITY);
+        let mut queued = Queued::default();
         queued.push(p);
         self.map.insert_unique(
             hash,
@@ -408,9 +411,9 @@ impl Shard {
             return None;
         }
         // Points keep arriving at the same rate: give the next run the capacity this one
-        // needed, saving the 3–4 reallocations of growing from empty.
+        // needed, saving the reallocations of growing from empty.
         let len = e.queued.len();
-        let points = std::mem::replace(&mut e.queued, Vec::with_capacity(len));
+        let points = std::mem::replace(&mut e.queued, Queued::with_capacity(len));
         let copy = points.iter().map(|s| s.point()).collect();
         self.next_ticket += 1;
         let ticket = self.next_ticket;
@@ -480,11 +483,11 @@ impl Shard {
         let (e, flight) =
             Self::take_flight(&mut self.map, &mut self.in_flight, hash, name, ticket)?;
         // They came out of slots, so clamping changes nothing.
-        let mut points: Vec<Slot> = points.into_iter().map(Slot::clamped).collect();
+        let mut points: Queued = points.into_iter().map(Slot::clamped).collect();
         if !e.queued.is_empty() {
             // The queued points' tag merges into the flight's older one.
             self.generations.dec(e.generation);
-            points.append(&mut e.queued);
+            points.append(std::mem::take(&mut e.queued));
         }
         e.queued = points;
         e.generation = flight.generation;
@@ -515,9 +518,15 @@ impl Shard {
     /// element is always the newer write.
     pub fn get_raw(&self, hash: u64, name: &str) -> Option<Vec<Point>> {
         let e = self.map.find(hash, |e| e.is(name.as_bytes()))?;
-        let flight = e.flight.as_ref().map_or(&[][..], |f| &f.points[..]);
-        let mut out = Vec::with_capacity(flight.len() + e.queued.len());
-        out.extend(flight.iter().chain(&e.queued).map(|s| s.point()));
+        let flight = e.flight.as_ref().map(|f| &f.points);
+        let mut out = Vec::with_capacity(flight.map_or(0, Queued::len) + e.queued.len());
+        out.extend(
+            flight
+                .into_iter()
+                .flat_map(Queued::iter)
+                .chain(e.queued.iter())
+                .map(|s| s.point()),
+        );
         Some(out)
     }
 
@@ -573,9 +582,12 @@ impl Shard {
         let out = map
             .into_iter()
             .map(|e| {
-                let flight = e.flight.map_or_else(Vec::new, |f| f.points);
-                let points: Vec<Point> =
-                    flight.iter().chain(&e.queued).map(|s| s.point()).collect();
+                let flight = e.flight.map(|f| f.points).unwrap_or_default();
+                let points: Vec<Point> = flight
+                    .iter()
+                    .chain(e.queued.iter())
+                    .map(|s| s.point())
+                    .collect();
                 freed += points.len();
                 (e.name.to_arc(), points)
             })
@@ -596,18 +608,103 @@ impl Shard {
 
 const ENTRY_SIZE: usize = std::mem::size_of::<Entry>();
 
-/// Capacity of a metric's first queued vector: a metric usually gets a few points per
-/// write-out cycle, and 4 is what `Vec` would pick anyway.
-const INITIAL_CAPACITY: usize = 4;
+/// Points kept inside the entry before any are spilled to the heap: a metric usually gets
+/// one or two points per write-out cycle, so most metrics never allocate for their points.
+const INLINE_POINTS: usize = 3;
 
-/// Pushes with 1.5× growth instead of `Vec`'s 2×: at ~10 points per metric this saves about
-/// a fifth of the cache's memory, and the copy cost stays amortised O(1).
-#[inline]
-fn push_point(v: &mut Vec<Slot>, p: Slot) {
-    if v.len() == v.capacity() {
-        v.reserve_exact((v.len() / 2).max(INITIAL_CAPACITY));
+/// Capacity of a metric's first spill vector: a metric past its inline points is a busy one.
+const SPILL_CAPACITY: usize = 8;
+
+/// A metric's queued points: `inline[..len]`, then `spill` (non-empty only once `inline` is
+/// full). Saves the allocation, the pointer chase and the regrowth copies of a `Vec` for the
+/// points most metrics hold between two write-outs.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Queued {
+    /// First: it shares the entry's first cache line with the name (see `Entry`).
+    spill: Vec<Slot>,
+    inline: [Slot; INLINE_POINTS],
+    len: u8,
+}
+
+impl Queued {
+    /// Empty, with room for `n` points without regrowing.
+    fn with_capacity(n: usize) -> Queued {
+        Queued {
+            spill: match n.checked_sub(INLINE_POINTS) {
+                Some(extra) if extra > 0 => Vec::with_capacity(extra.max(SPILL_CAPACITY)),
+                _ => Vec::new(),
+            },
+            ..Queued::default()
+        }
     }
-    v.push(p);
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        usize::from(self.len) + self.spill.len()
+    }
+
+    /// Appends `p`, spilling with 1.5× growth instead of `Vec`'s 2×: at ~10 points per
+    /// metric this keeps the cache's memory near what exact sizing would take, and the copy
+    /// cost stays amortised O(1).
+    #[inline]
+    fn push(&mut self, p: Slot) {
+        let n = usize::from(self.len);
+        if n < INLINE_POINTS {
+            self.inline[n] = p;
+            self.len += 1;
+            return;
+        }
+        let v = &mut self.spill;
+        if v.len() == v.capacity() {
+            v.reserve_exact((v.len() / 2).max(SPILL_CAPACITY));
+        }
+        v.push(p);
+    }
+
+    /// Where the next `push` writes, for a prefetch (any address is fine: only a hint).
+    #[inline]
+    fn tail(&self) -> *const u8 {
+        match usize::from(self.len) < INLINE_POINTS {
+            true => self.inline.as_ptr().cast(),
+            false => self.spill.as_ptr().wrapping_add(self.spill.len()).cast(),
+        }
+    }
+
+    fn first(&self) -> Option<&Slot> {
+        self.iter().next()
+    }
+
+    /// The points in arrival order.
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.inline[..usize::from(self.len)]
+            .iter()
+            .chain(&self.spill)
+    }
+
+    /// `self`'s points followed by `later`'s, as one queue.
+    fn append(&mut self, later: Queued) {
+        // Inline room is left only when `self` has no spill: order is kept either way.
+        for &p in later.iter() {
+            self.push(p);
+        }
+    }
+}
+
+impl FromIterator<Slot> for Queued {
+    fn from_iter<I: IntoIterator<Item = Slot>>(points: I) -> Queued {
+        let points = points.into_iter();
+        let mut q = Queued::with_capacity(points.size_hint().0);
+        for p in points {
+            q.push(p);
+        }
+        q
+    }
 }
 
 /// Sorts points by timestamp and keeps one per timestamp: the last in input order, which is
@@ -640,10 +737,62 @@ mod tests {
     }
 
     #[test]
+    fn queued_keeps_arrival_order_across_inline_and_spill() {
+        for n in 0..40 {
+            let mut q = Queued::default();
+            let want: Vec<Slot> = (0..n).map(|i| sl(i, i as f64)).collect();
+            for &p in &want {
+                q.push(p);
+            }
+            assert_eq!(q.len(), n as usize);
+            assert_eq!(q.is_empty(), n == 0);
+            assert_eq!(q.iter().copied().collect::<Vec<_>>(), want, "{n}");
+            assert_eq!(q.first(), want.first());
+            // Inline points first: a spill only ever follows full inline slots.
+            assert_eq!(q.spill.len(), (n as usize).saturating_sub(INLINE_POINTS));
+            let collected: Queued = want.iter().copied().collect();
+            assert_eq!(collected.iter().copied().collect::<Vec<_>>(), want, "{n}");
+            // Appending keeps both orders, whatever each side holds inline or spilled.
+            for m in [0, 1, 2, 3, 4, 9] {
+                let later: Vec<Slot> = (0..m).map(|i| sl(100 + i, 0.0)).collect();
+                let mut a: Queued = want.iter().copied().collect();
+                a.append(later.iter().copied().collect());
+                let all: Vec<Slot> = want.iter().chain(&later).copied().collect();
+                assert_eq!(a.iter().copied().collect::<Vec<_>>(), all, "{n}+{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn queued_sizes_its_spill_for_the_points_it_expects() {
+        for n in 0..=INLINE_POINTS {
+            assert_eq!(Queued::with_capacity(n).spill.capacity(), 0, "{n}");
+        }
+        let q = Queued::with_capacity(INLINE_POINTS + 1);
+        assert!(q.spill.capacity() >= SPILL_CAPACITY);
+        let mut q = Queued::with_capacity(100);
+        let cap = q.spill.capacity();
+        assert!(cap >= 100 - INLINE_POINTS);
+        for i in 0..100 {
+            q.push(sl(i, 0.0));
+        }
+        assert_eq!(
+            q.spill.capacity(),
+            cap,
+            "no regrowth up to the expected count"
+        );
+    }
+
+    #[test]
     fn slots_hold_whisper_timestamps_exactly() {
         assert_eq!(std::mem::size_of::<Slot>(), 12);
         // What the memory figures in the docs and README assume.
-        assert_eq!(std::mem::size_of::<Entry>(), 80);
+        assert_eq!(std::mem::size_of::<Entry>(), 128);
+        // `Entry`'s layout: a lookup and a spilled push read only the first cache line,
+        // a push into the inline points only the second.
+        assert_eq!(std::mem::align_of::<Entry>(), 64);
+        assert!(std::mem::offset_of!(Entry, queued.spill) + size_of::<Vec<Slot>>() <= 64);
+        assert!(std::mem::offset_of!(Entry, queued.inline) >= 64);
         for (t, v) in [
             (0, 0.0),
             (u32::MAX as i64, -0.0),
