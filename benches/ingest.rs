@@ -11,6 +11,11 @@
 //! - `100k_distinct_metrics_1_thread_steady`: the handle is closed and reopened (untimed)
 //!   every 10 rounds, so the cache holds at most 1M points, 10 per metric — W2's shape: each
 //!   round's inserts include the metrics' first allocation and their early growth.
+//!
+//! And `machine/random_line_reads_32MiB`, no carbonlite code in it: independent reads of
+//! random cache lines in 32 MiB, about the cache's working set in the ids above. The ingest
+//! figures follow this machine's memory throughput, which on this shared VM swings by 2×
+//! from hour to hour; quote the two together (a fixed run prints both).
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};
@@ -23,6 +28,36 @@ const METRICS: usize = 100_000;
 
 /// Rounds the steady variant adds into one handle before reopening it (10 points per metric).
 const STEADY_ROUNDS: usize = 10;
+
+/// Bytes the memory probe reads from: about the cache's working set at 100k metrics.
+const PROBE_BYTES: usize = 32 << 20;
+
+/// Reads per probe pass.
+const PROBE_READS: usize = 1 << 20;
+
+/// The memory probe: an array of `PROBE_BYTES` and `PROBE_READS` random line indices into it.
+fn probe_setup() -> (Vec<u64>, Vec<u32>) {
+    let words = PROBE_BYTES / 8;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let lines = (0..PROBE_READS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // A word at the start of a random 64-byte line.
+            ((x % (words as u64 / 8)) * 8) as u32
+        })
+        .collect();
+    ((0..words as u64).collect(), lines)
+}
+
+/// One probe pass: the reads are independent, so the CPU overlaps them as the cache's
+/// prefetched lookups overlap, and the pass measures throughput rather than latency.
+fn probe_pass(mem: &[u64], lines: &[u32]) -> u64 {
+    lines
+        .iter()
+        .fold(0u64, |a, &i| a.wrapping_add(mem[i as usize]))
+}
 
 /// A cache-only handle with no size limit (the persister and self-metrics off).
 fn open(dir: &CString) -> *mut carbon {
@@ -86,11 +121,19 @@ fn bench(c: &mut Criterion) {
         }
         // SAFETY: live handle, not used again.
         unsafe { carbon_close(h) };
+        let (mem, lines) = probe_setup();
+        let t = Instant::now();
+        let passes = 20;
+        for _ in 0..passes {
+            std::hint::black_box(probe_pass(&mem, std::hint::black_box(&lines)));
+        }
+        let probe = t.elapsed();
         // The add calls alone, as the criterion ids time them.
         println!(
-            "{n} rounds: {:.2} M lines/s in carbon_add_line ({:.3} s)",
+            "{n} rounds: {:.2} M lines/s in carbon_add_line ({:.3} s); memory probe {:.1} M random line reads/s",
             (n * METRICS) as f64 / timed.as_secs_f64() / 1e6,
-            timed.as_secs_f64()
+            timed.as_secs_f64(),
+            (passes * PROBE_READS) as f64 / probe.as_secs_f64() / 1e6
         );
         return;
     }
@@ -132,6 +175,16 @@ fn bench(c: &mut Criterion) {
     g.finish();
     // SAFETY: live handle, not used again.
     unsafe { carbon_close(h) };
+    drop(rounds);
+
+    let (mem, lines) = probe_setup();
+    let mut g = c.benchmark_group("machine");
+    g.throughput(Throughput::Elements(PROBE_READS as u64));
+    g.sample_size(20);
+    g.bench_function("random_line_reads_32MiB", |b| {
+        b.iter(|| probe_pass(&mem, std::hint::black_box(&lines)))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);
