@@ -227,9 +227,10 @@ pub(crate) struct Flight {
     ticket: u64,
 }
 
-/// One metric's cached points, in two cache lines: the first holds what every lookup reads
-/// (the name) and what a busy metric's add writes through (the spilled points' vector); the
-/// second the first points themselves, so a metric with a few points touches no other line.
+/// One metric's cached points, in one aligned pair of cache lines (fetched together by the
+/// CPU's adjacent-line prefetch and by `Shard::prefetch_entry`): the first holds the name and
+/// the spilled points' vector, the second the first points themselves with their count, so
+/// a metric with a few points touches no memory outside its entry.
 ///
 /// No stored hash: the table's 7-bit tags already skip 127 of 128 other keys, an inline name
 /// is compared in the same cache line, and the 8 bytes would not fit.
@@ -788,8 +789,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<Slot>(), 12);
         // What the memory figures in the docs and README assume.
         assert_eq!(std::mem::size_of::<Entry>(), 128);
-        // `Entry`'s layout: a lookup and a spilled push read only the first cache line,
-        // a push into the inline points only the second.
+        // `Entry`'s layout: the name and the spill vector in the first cache line, the inline
+        // points in the second.
         assert_eq!(std::mem::align_of::<Entry>(), 64);
         assert!(std::mem::offset_of!(Entry, queued.spill) + size_of::<Vec<Slot>>() <= 64);
         assert!(std::mem::offset_of!(Entry, queued.inline) >= 64);
