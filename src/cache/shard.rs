@@ -259,6 +259,16 @@ impl Entry {
     fn hash(&self) -> u64 {
         hash_name(self.name.as_bytes())
     }
+
+    /// Every cached point, raw: in-flight points first, then queued, so a later element is
+    /// always the newer write.
+    fn raw_points(&self) -> Vec<Point> {
+        let flight = self.flight.as_ref().map(|f| &f.points);
+        let mut out = Vec::with_capacity(flight.map_or(0, Queued::len) + self.queued.len());
+        let slots = flight.into_iter().flat_map(Queued::iter);
+        out.extend(slots.chain(self.queued.iter()).map(|s| s.point()));
+        out
+    }
 }
 
 /// How many live "tags" (an entry's queued points, or its flight) carry each flush generation.
@@ -515,20 +525,10 @@ impl Shard {
         })
     }
 
-    /// Every cached point of `name`, raw: in-flight points first, then queued, so a later
-    /// element is always the newer write.
+    /// Every cached point of `name`, raw (see `Entry::raw_points`).
     pub fn get_raw(&self, hash: u64, name: &str) -> Option<Vec<Point>> {
         let e = self.map.find(hash, |e| e.is(name.as_bytes()))?;
-        let flight = e.flight.as_ref().map(|f| &f.points);
-        let mut out = Vec::with_capacity(flight.map_or(0, Queued::len) + e.queued.len());
-        out.extend(
-            flight
-                .into_iter()
-                .flat_map(Queued::iter)
-                .chain(e.queued.iter())
-                .map(|s| s.point()),
-        );
-        Some(out)
+        Some(e.raw_points())
     }
 
     /// The oldest flush generation with unconfirmed points here, if any.
@@ -583,12 +583,7 @@ impl Shard {
         let out = map
             .into_iter()
             .map(|e| {
-                let flight = e.flight.map(|f| f.points).unwrap_or_default();
-                let points: Vec<Point> = flight
-                    .iter()
-                    .chain(e.queued.iter())
-                    .map(|s| s.point())
-                    .collect();
+                let points = e.raw_points();
                 freed += points.len();
                 (e.name.to_arc(), points)
             })
@@ -632,9 +627,9 @@ impl Queued {
     /// Empty, with room for `n` points without regrowing.
     fn with_capacity(n: usize) -> Queued {
         Queued {
-            spill: match n.checked_sub(INLINE_POINTS) {
-                Some(extra) if extra > 0 => Vec::with_capacity(extra.max(SPILL_CAPACITY)),
-                _ => Vec::new(),
+            spill: match n > INLINE_POINTS {
+                true => Vec::with_capacity((n - INLINE_POINTS).max(SPILL_CAPACITY)),
+                false => Vec::new(),
             },
             ..Queued::default()
         }
