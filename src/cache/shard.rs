@@ -375,8 +375,9 @@ impl Shard {
         }
     }
 
-    /// Starts loading where `add` of `hash` will write its point (the end of the likely
-    /// entry's queued vector). Reads the entry: call it after `prefetch_entry` had time.
+    /// Starts loading where `add` of `hash` will write its point (the likely entry's next
+    /// queued slot: inside the entry, or at the end of its spill vector). Reads the entry:
+    /// call it after `prefetch_entry` had time.
     #[inline]
     pub fn prefetch_tail(&self, hash: u64) {
         if let Some(e) = self.likely_entry(hash) {
