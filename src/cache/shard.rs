@@ -232,8 +232,8 @@ pub(crate) struct Flight {
 /// the spilled points' vector, the second the first points themselves with their count, so
 /// a metric with a few points touches no memory outside its entry.
 ///
-/// No stored hash: the table's 7-bit tags already skip 127 of 128 other keys, an inline name
-/// is compared in the same cache line, and the 8 bytes would not fit.
+/// No stored hash: the table's 7-bit tags already skip 127 of 128 other keys, and an inline
+/// name is compared in the same cache line (the entry's last 8 bytes are alignment padding).
 #[repr(C, align(64))]
 pub(crate) struct Entry {
     name: Name,
