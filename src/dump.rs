@@ -136,10 +136,10 @@ pub fn decode_plain(buf: &[u8], mut each: impl FnMut(&str, &[Point])) -> DumpRea
     if complete < buf.len() {
         r.damage = Some(format!("unfinished last line at byte {complete}"));
     }
-    for (name, p) in crate::parse::plain::lines(&buf[..complete], unix_now()).flatten() {
+    for line in crate::parse::plain::lines(&buf[..complete], unix_now()).flatten() {
         r.records += 1;
         r.points += 1;
-        each(name, &[p]);
+        each(line.name, &[line.point]);
     }
     r
 }

@@ -86,41 +86,6 @@ impl AddLinesOutcome {
 /// batch (40 bytes a point) stays within a large L2.
 const ADD_CHUNK: usize = 16384;
 
-/// Whether `b` is a byte no name policy changes and `names::validate` accepts anywhere but
-/// at the ends or doubled (`.`): carbon-c-relay's `[0-9a-zA-Z-_:#]`, plus `.`. Comparisons
-/// only (no table), so the loop over a name vectorises.
-#[inline(always)]
-fn plain_byte(b: u8) -> bool {
-    ((b | 0x20).wrapping_sub(b'a') < 26)
-        | (b.wrapping_sub(b'0') < 10)
-        | (b == b'-')
-        | (b == b'_')
-        | (b == b':')
-        | (b == b'#')
-        | (b == b'.')
-}
-
-/// Whether `canonical_name` certainly returns `name` unchanged: only `[0-9a-zA-Z-_:#]` and
-/// single inner dots (so no tags, nothing a name policy would clean, no `/`, NUL or `.`/`..`
-/// component), and too short for any component to exceed `MAX_COMPONENT_LEN` with `.wsp`.
-/// One vectorised pass instead of the general path's four; anything else takes that path.
-#[inline]
-fn plainly_valid(name: &[u8]) -> bool {
-    let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
-        return false;
-    };
-    if name.len() > names::MAX_COMPONENT_LEN - names::WSP_SUFFIX.len()
-        || first == b'.'
-        || last == b'.'
-    {
-        return false;
-    }
-    // `last` is not a dot, so pairing it with the `a` pad finds nothing.
-    !crate::parse::any_pair(name, b'a', |b, next| {
-        !plain_byte(b) | ((b == b'.') & (next == b'.'))
-    })
-}
-
 /// An embedded carbon node. Every method takes `&self` and is safe to call from any number of
 /// threads at once.
 #[derive(Debug)]
@@ -394,7 +359,7 @@ impl Shared {
     /// the file, so both always agree.
     #[inline]
     pub(crate) fn canonical_name<'a>(&self, metric: &'a str) -> Result<Cow<'a, str>> {
-        if plainly_valid(metric.as_bytes()) {
+        if names::is_plain(metric.as_bytes()) {
             return Ok(Cow::Borrowed(metric));
         }
         self.canonical_name_slow(metric)
@@ -517,15 +482,23 @@ impl Shared {
     /// `add_lines_waiting` for points already decoded (the pickle receiver): same names,
     /// batches and waiting, in slice order.
     pub(crate) fn add_points_waiting(&self, points: &[(&str, Point)]) -> AddLinesOutcome {
-        self.add_parsed(points.iter().map(|&pt| Ok(pt)), points.len(), true)
+        let lines = points.iter().map(|&(name, point)| {
+            Ok(plain::Line {
+                name,
+                point,
+                plain: false,
+            })
+        });
+        self.add_parsed(lines, points.len(), true)
     }
 
-    /// Names through `canonical_name`, points into the cache in `ADD_CHUNK` batches; a parse
-    /// error (counted in `parse_errors`) or a renamed or refused metric flushes the batch
-    /// first, so outcomes follow input order. `hint` sizes the batch.
+    /// Names through `canonical_name` (unless the parser found them plain), points into the
+    /// cache in `ADD_CHUNK` batches; a parse error (counted in `parse_errors`) or a renamed or
+    /// refused metric flushes the batch first, so outcomes follow input order. `hint` sizes
+    /// the batch.
     fn add_parsed<'a>(
         &self,
-        parsed: impl Iterator<Item = Result<(&'a str, Point)>>,
+        parsed: impl Iterator<Item = Result<plain::Line<'a>>>,
         hint: usize,
         wait: bool,
     ) -> AddLinesOutcome {
@@ -534,7 +507,18 @@ impl Shared {
         let mut parse_errors = 0;
         for line in parsed {
             let (metric, p) = match line {
-                Ok(l) => l,
+                Ok(plain::Line {
+                    name,
+                    point,
+                    plain: true,
+                }) => {
+                    batch.push(name, point);
+                    if batch.len() >= ADD_CHUNK {
+                        self.add_batch(&mut batch, &mut out, wait);
+                    }
+                    continue;
+                }
+                Ok(l) => (l.name, l.point),
                 Err(e) => {
                     // Flush first, so outcomes (and `first_error`) follow line order.
                     self.add_batch(&mut batch, &mut out, wait);
@@ -842,65 +826,6 @@ mod tests {
         let (stopped, at) = w.join().unwrap();
         assert!(stopped && at < far - Duration::from_secs(50));
         assert!(s.wait_until(far), "a stopped signal never waits again");
-    }
-
-    #[test]
-    fn plainly_valid_names_pass_every_policy_unchanged() {
-        use crate::names::NamePolicy;
-        let alphabet = b"ab09.-_:#;=/ \0\xc3\xa9.";
-        let mut x = 0x853C_49E6_748F_EA9Bu64;
-        let (mut fast, mut total) = (0, 0);
-        let mut names: Vec<Vec<u8>> = vec![
-            b"a".to_vec(),
-            b"a.b".to_vec(),
-            b".a".to_vec(),
-            b"a.".to_vec(),
-            b"a..b".to_vec(),
-            b"a;b=c".to_vec(),
-            vec![b'a'; 251],
-            vec![b'a'; 252],
-            [vec![b'a'; 250], b".".to_vec(), vec![b'b'; 5]].concat(),
-        ];
-        for _ in 0..100_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 12) as usize;
-            let mut y = x;
-            names.push(
-                (0..len)
-                    .map(|_| {
-                        y = y.rotate_right(5) ^ 0x9E37_79B9;
-                        alphabet[(y % alphabet.len() as u64) as usize]
-                    })
-                    .collect(),
-            );
-        }
-        for bytes in &names {
-            let Ok(name) = std::str::from_utf8(bytes) else {
-                continue;
-            };
-            total += 1;
-            if !plainly_valid(bytes) {
-                continue;
-            }
-            fast += 1;
-            assert!(!tags::is_tagged(name), "{name:?}");
-            assert!(names::validate(name).is_ok(), "{name:?}");
-            for policy in [
-                NamePolicy::Reject,
-                NamePolicy::Sanitize,
-                NamePolicy::Passthrough,
-            ] {
-                assert!(
-                    matches!(names::apply_policy(policy, name), Ok(Cow::Borrowed(_))),
-                    "{name:?} {policy:?}"
-                );
-            }
-        }
-        // The fast path must be taken for common names, not only be safe.
-        assert!(plainly_valid(b"servers.host-01.cpu_0.user:x#y"));
-        assert!(fast > total / 20, "{fast} of {total}");
     }
 
     #[test]

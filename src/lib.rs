@@ -3,8 +3,9 @@
 //! The pipeline mirrors go-carbon, one module per stage: [`parse`] turns wire bytes into
 //! [`points::Point`]s, [`cache`] holds them sharded in memory, the [`persister`] writes them
 //! through the [`whisper`] engine into files laid out by [`schema`] and [`names`]. [`engine`]
-//! owns the whole pipeline; [`ffi`] is the C boundary and, with the whisper mmap and the
-//! cache's prefetch hint, the only place allowed `unsafe`.
+//! owns the whole pipeline; [`ffi`] is the C boundary and, with the whisper mmap, the
+//! cache's prefetch hint and the plaintext parser's ASCII name → `&str`, the only place
+//! allowed `unsafe`.
 #![deny(unsafe_code)]
 
 pub mod cache;

@@ -194,6 +194,40 @@ fn check_whole(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `b` is a byte no name policy changes and `validate` accepts anywhere but
+/// at the ends or doubled (`.`): carbon-c-relay's `[0-9a-zA-Z-_:#]`, plus `.`. Comparisons
+/// only (no table), so the loop over a name vectorises.
+#[inline(always)]
+fn plain_byte(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'_')
+        | (b == b':')
+        | (b == b'#')
+        | (b == b'.')
+}
+
+/// Whether `name` is certainly its own canonical form (the engine's `canonical_name` would
+/// return it unchanged under every policy): only `[0-9a-zA-Z-_:#]` and single inner dots (so
+/// no tags, nothing a policy would clean, no `/`, NUL or `.`/`..` component), and too short
+/// for any component to exceed `MAX_COMPONENT_LEN` with `.wsp`. Such a name is ASCII, so
+/// valid UTF-8: the plaintext parser uses this one vectorised pass in place of both the
+/// UTF-8 check and the general path's four passes.
+#[inline]
+pub(crate) fn is_plain(name: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
+        return false;
+    };
+    if name.len() > MAX_COMPONENT_LEN - WSP_SUFFIX.len() || first == b'.' || last == b'.' {
+        return false;
+    }
+    // `last` is not a dot, so pairing it with the `a` pad finds nothing.
+    !crate::parse::any_pair(name, b'a', |b, next| {
+        !plain_byte(b) | ((b == b'.') & (next == b'.'))
+    })
+}
+
 /// Checks `name` exactly as [`metric_path`] would, without building the path: the ingest
 /// hot path refuses bad names before they reach the cache, allocation-free.
 pub fn validate(name: &str) -> Result<()> {
@@ -281,6 +315,67 @@ mod tests {
     use crate::error::Error;
     use proptest::prelude::*;
     use std::path::Component;
+
+    #[test]
+    fn plain_names_pass_every_policy_unchanged() {
+        use crate::names::NamePolicy;
+        let alphabet = b"ab09.-_:#;=/ \0\xc3\xa9.\xff\x80";
+        let mut x = 0x853C_49E6_748F_EA9Bu64;
+        let (mut fast, mut total) = (0, 0);
+        let mut names: Vec<Vec<u8>> = vec![
+            b"a".to_vec(),
+            b"a.b".to_vec(),
+            b".a".to_vec(),
+            b"a.".to_vec(),
+            b"a..b".to_vec(),
+            b"a;b=c".to_vec(),
+            vec![b'a'; 251],
+            vec![b'a'; 252],
+            [vec![b'a'; 250], b".".to_vec(), vec![b'b'; 5]].concat(),
+        ];
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 12) as usize;
+            let mut y = x;
+            names.push(
+                (0..len)
+                    .map(|_| {
+                        y = y.rotate_right(5) ^ 0x9E37_79B9;
+                        alphabet[(y % alphabet.len() as u64) as usize]
+                    })
+                    .collect(),
+            );
+        }
+        for bytes in &names {
+            // The parser turns plain names into `&str` unchecked.
+            assert!(!is_plain(bytes) || bytes.is_ascii(), "{bytes:?}");
+            let Ok(name) = std::str::from_utf8(bytes) else {
+                continue;
+            };
+            total += 1;
+            if !is_plain(bytes) {
+                continue;
+            }
+            fast += 1;
+            assert!(!tags::is_tagged(name), "{name:?}");
+            assert!(validate(name).is_ok(), "{name:?}");
+            for policy in [
+                NamePolicy::Reject,
+                NamePolicy::Sanitize,
+                NamePolicy::Passthrough,
+            ] {
+                assert!(
+                    matches!(apply_policy(policy, name), Ok(Cow::Borrowed(_))),
+                    "{name:?} {policy:?}"
+                );
+            }
+        }
+        // The fast path must be taken for common names, not only be safe.
+        assert!(is_plain(b"servers.host-01.cpu_0.user:x#y"));
+        assert!(fast > total / 20, "{fast} of {total}");
+    }
 
     fn p(name: &str) -> Result<PathBuf> {
         metric_path(Path::new("/data"), name)

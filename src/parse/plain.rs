@@ -16,12 +16,14 @@
 //! timestamps below 0 (other than the `-1` above) and above `u32::MAX` are refused here
 //! instead of failing later in the writer. A name that is not UTF-8 is refused (carbon's
 //! decode would drop the connection). Names are not otherwise validated here: that is
-//! [`crate::names`]' job.
+//! [`crate::names`]' job; each good line says whether its name is plain
+//! ([`names::is_plain`]), a check the parser runs instead of the UTF-8 one.
 //!
 //! Hot path: one pass over the bytes per line, no allocation unless the line is bad, and a
 //! fast path for plain integers (most values and timestamps).
 
 use crate::error::{Error, Result};
+use crate::names;
 use crate::points::Point;
 
 /// Bytes of a bad line quoted in its error, as carbon truncates its log message.
@@ -240,7 +242,7 @@ pub fn for_each_line(
     let (mut accepted, mut rejected) = (0u64, 0u64);
     for line in lines(buf, now) {
         match line {
-            Ok((name, point)) => {
+            Ok(Line { name, point, .. }) => {
                 accepted += 1;
                 on_point(name, point);
             }
@@ -256,7 +258,19 @@ pub fn for_each_line(
 /// The lines of `buf` as [`for_each_line`] sees them (blank lines skipped), one result per
 /// line: for callers that handle good and bad lines in one place.
 pub fn lines(buf: &[u8], now: i64) -> Lines<'_> {
-    Lines { buf, now, text: "" }
+    Lines { buf, now }
+}
+
+/// One good line from [`Lines`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line<'a> {
+    /// The metric name as sent.
+    pub name: &'a str,
+    pub point: Point,
+    /// `name` passed [`names::is_plain`], so it is its own canonical name and the caller
+    /// need not check it again. The parser sets it exactly (on the common path it ran that
+    /// check in place of a UTF-8 check); other producers may leave it false, meaning unchecked.
+    pub plain: bool,
 }
 
 /// Iterator returned by [`lines`].
@@ -265,56 +279,59 @@ pub struct Lines<'a> {
     /// What is left to parse.
     buf: &'a [u8],
     now: i64,
-    /// A prefix of `buf` known to be UTF-8: validated a window at a time ([`UTF8_WINDOW`]),
-    /// so a name becomes a `&str` by slicing instead of a `from_utf8` call per line.
-    text: &'a str,
-}
-
-/// Bytes validated as UTF-8 at once: large enough that the per-call cost vanishes, small
-/// enough to stay in L2 until the lines are parsed.
-const UTF8_WINDOW: usize = 32 * 1024;
-
-impl<'a> Lines<'a> {
-    /// `text` covering at least `buf[..end]` if that is UTF-8 (less when it is not).
-    #[inline(never)]
-    fn validate(&mut self, end: usize) {
-        let window = &self.buf[..self.buf.len().min(end.max(UTF8_WINDOW))];
-        self.text = match std::str::from_utf8(window) {
-            Ok(t) => t,
-            Err(e) => std::str::from_utf8(&window[..e.valid_up_to()]).unwrap_or_default(),
-        };
-    }
 }
 
 impl<'a> Iterator for Lines<'a> {
-    type Item = Result<(&'a str, Point)>;
+    type Item = Result<Line<'a>>;
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         while !self.buf.is_empty() {
             let rest = self.buf;
             let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-            if end > self.text.len() {
-                self.validate(end);
-            }
             let line = &rest[..end];
-            let text = self.text;
             self.buf = rest.get(end + 1..).unwrap_or_default();
-            // Cut after a `\n` (ASCII), so always on a char boundary when in range.
-            self.text = text.get(end + 1..).unwrap_or_default();
-            if let Some((name_len, p)) = plain_line(line)
-                && let Some(name) = text.get(..name_len)
-            {
-                return Some(Ok((name, p)));
+            if let Some((name_len, point)) = plain_line(line) {
+                let name = &line[..name_len];
+                if let Some(name) = plain_str(name) {
+                    return Some(Ok(Line {
+                        name,
+                        point,
+                        plain: true,
+                    }));
+                }
+                if !has_ws(name)
+                    && let Ok(name) = std::str::from_utf8(name)
+                {
+                    return Some(Ok(Line {
+                        name,
+                        point,
+                        plain: false,
+                    }));
+                }
             }
             // `line` holds no `\n`, so this splits it as a scan stopping at `\n` would.
             let fields = scan::<false>(line);
             if let Some(r) = build(line, &fields, self.now) {
-                return Some(r);
+                return Some(r.map(|(name, point)| Line {
+                    name,
+                    point,
+                    plain: names::is_plain(name.as_bytes()),
+                }));
             }
         }
         None
     }
+}
+
+/// `name` as a `&str` if it is plain ([`names::is_plain`]); plain names are ASCII, so this
+/// one vectorised pass replaces a UTF-8 check.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn plain_str(name: &[u8]) -> Option<&str> {
+    // SAFETY: a plain name is ASCII (`names::is_plain` accepts no other byte; its test
+    // checks that on random bytes), so valid UTF-8.
+    names::is_plain(name).then(|| unsafe { std::str::from_utf8_unchecked(name) })
 }
 
 /// Whether `b` holds whitespace: space or 9..=13 (`\t`, `\n`, `\x0b`, `\x0c`, `\r`).
@@ -386,8 +403,9 @@ fn trailing_timestamp(line: &[u8]) -> Option<(u64, usize)> {
 /// The common line, `name value timestamp` with single spaces, an integer timestamp and a
 /// plain decimal value, parsed from its end without the byte-by-byte [`scan`]. Returns the
 /// name's length and the point, or `None` for anything else (the general path then decides).
-/// When it answers, `build` would give the same: the name holds no whitespace (`has_ws`)
-/// and the numbers only digits, `-` and `.`, so the line has exactly these three fields.
+/// When it answers and the name holds no whitespace (the caller checks, `has_ws` or
+/// `is_plain`), `build` would give the same: the numbers hold only digits, `-` and `.`, so
+/// the line has exactly these three fields.
 #[inline(always)]
 fn plain_line(line: &[u8]) -> Option<(usize, Point)> {
     let (timestamp, ts_start) = trailing_timestamp(line)?;
@@ -396,7 +414,7 @@ fn plain_line(line: &[u8]) -> Option<(usize, Point)> {
         return None;
     }
     let sp1 = space_before(line, sp2)?;
-    if sp1 == 0 || has_ws(&line[..sp1]) {
+    if sp1 == 0 {
         return None;
     }
     let value = parse_plain_decimal(&line[sp1 + 1..sp2])?;
@@ -806,8 +824,11 @@ mod tests {
     fn fast_lines(buf: &[u8], now: i64) -> Vec<std::result::Result<(String, Point), String>> {
         lines(buf, now)
             .map(|r| {
-                r.map(|(n, p)| (n.to_string(), p))
-                    .map_err(|e| e.to_string())
+                r.map(|l| {
+                    assert_eq!(l.plain, names::is_plain(l.name.as_bytes()), "{l:?}");
+                    (l.name.to_string(), l.point)
+                })
+                .map_err(|e| e.to_string())
             })
             .collect()
     }
@@ -938,12 +959,13 @@ mod tests {
         }
     }
 
-    /// Bad UTF-8 and multi-byte characters across the validation windows.
+    /// Bad UTF-8 and multi-byte characters among plain names, whole and cut anywhere (as a
+    /// TCP read would cut them): names that are not plain still get a UTF-8 check.
     #[test]
-    fn utf8_windows() {
+    fn utf8_names_among_plain_ones() {
         let mut buf = Vec::new();
         let mut i = 0u64;
-        while buf.len() < 3 * UTF8_WINDOW + 100 {
+        while buf.len() < 100_000 {
             let name: &[u8] = match i % 97 {
                 0 => b"bad\xffname",
                 1 => b"caf\xc3\xa9",
@@ -955,13 +977,9 @@ mod tests {
             buf.extend_from_slice(format!(".{i} {i} {}\n", 1_700_000_000 + i).as_bytes());
             i += 1;
         }
-        // Every split point near a window edge, as a TCP read would cut it.
-        for cut in [
-            UTF8_WINDOW - 3,
-            UTF8_WINDOW,
-            UTF8_WINDOW + 1,
-            2 * UTF8_WINDOW + 7,
-        ] {
+        // Cuts in the middle of multi-byte characters too.
+        let cuts = (0..buf.len()).filter(|&c| buf[c] >= 0x80 && c % 7 == 0);
+        for cut in cuts.chain([1, 32_768, 65_537]) {
             for part in [&buf[..cut], &buf[cut..]] {
                 let (want, got) = (general_lines(part, NOW), fast_lines(part, NOW));
                 assert!(same(&want, &got), "cut {cut}");
