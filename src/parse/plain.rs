@@ -266,6 +266,7 @@ pub fn lines(buf: &[u8], now: i64) -> Lines<'_> {
 pub struct Line<'a> {
     /// The metric name as sent.
     pub name: &'a str,
+    /// Its value and timestamp (a `-1` timestamp already replaced by `now`).
     pub point: Point,
     /// `name` passed [`names::is_plain`], so it is its own canonical name and the caller
     /// need not check it again. The parser sets it exactly (on the common path it ran that
