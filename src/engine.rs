@@ -506,19 +506,10 @@ impl Shared {
         let mut batch = AddBatch::with_capacity(ADD_CHUNK.min(hint));
         let mut parse_errors = 0;
         for line in parsed {
-            let (metric, p) = match line {
-                Ok(plain::Line {
-                    name,
-                    point,
-                    plain: true,
-                }) => {
-                    batch.push(name, point);
-                    if batch.len() >= ADD_CHUNK {
-                        self.add_batch(&mut batch, &mut out, wait);
-                    }
-                    continue;
-                }
-                Ok(l) => (l.name, l.point),
+            let (name, p) = match line {
+                // The parser already found it plain: its own canonical name.
+                Ok(l) if l.plain => (Ok(Cow::Borrowed(l.name)), l.point),
+                Ok(l) => (self.counted_canonical_name(l.name), l.point),
                 Err(e) => {
                     // Flush first, so outcomes (and `first_error`) follow line order.
                     self.add_batch(&mut batch, &mut out, wait);
@@ -527,7 +518,7 @@ impl Shared {
                     continue;
                 }
             };
-            match self.counted_canonical_name(metric) {
+            match name {
                 Ok(Cow::Borrowed(name)) => {
                     batch.push(name, p);
                     if batch.len() >= ADD_CHUNK {
