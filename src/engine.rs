@@ -386,7 +386,12 @@ impl Shared {
 
     /// `canonical_name`, counting a refused name in `name_errors`.
     pub(crate) fn counted_canonical_name<'a>(&self, metric: &'a str) -> Result<Cow<'a, str>> {
-        self.canonical_name(metric).inspect_err(|_| {
+        self.count_name_error(self.canonical_name(metric))
+    }
+
+    /// `r`, a name's canonical form, with a refusal counted in `name_errors`.
+    fn count_name_error<T>(&self, r: Result<T>) -> Result<T> {
+        r.inspect_err(|_| {
             self.stats.name_errors.fetch_add(1, Relaxed);
         })
     }
@@ -486,16 +491,16 @@ impl Shared {
             Ok(plain::Line {
                 name,
                 point,
-                plain: false,
+                plain: names::is_plain(name.as_bytes()),
             })
         });
         self.add_parsed(lines, points.len(), true)
     }
 
-    /// Names through `canonical_name` (unless the parser found them plain), points into the
-    /// cache in `ADD_CHUNK` batches; a parse error (counted in `parse_errors`) or a renamed or
-    /// refused metric flushes the batch first, so outcomes follow input order. `hint` sizes
-    /// the batch.
+    /// Names through `canonical_name` (its quick check answered by `Line::plain`), points
+    /// into the cache in `ADD_CHUNK` batches; a parse error (counted in `parse_errors`) or a
+    /// renamed or refused metric flushes the batch first, so outcomes follow input order.
+    /// `hint` sizes the batch.
     fn add_parsed<'a>(
         &self,
         parsed: impl Iterator<Item = Result<plain::Line<'a>>>,
@@ -507,9 +512,13 @@ impl Shared {
         let mut parse_errors = 0;
         for line in parsed {
             let (name, p) = match line {
-                // The parser already found it plain: its own canonical name.
+                // `plain` already answered `canonical_name`'s quick check: a plain name is
+                // its own canonical name, any other takes the slow path at once.
                 Ok(l) if l.plain => (Ok(Cow::Borrowed(l.name)), l.point),
-                Ok(l) => (self.counted_canonical_name(l.name), l.point),
+                Ok(l) => (
+                    self.count_name_error(self.canonical_name_slow(l.name)),
+                    l.point,
+                ),
                 Err(e) => {
                     // Flush first, so outcomes (and `first_error`) follow line order.
                     self.add_batch(&mut batch, &mut out, wait);

@@ -268,9 +268,9 @@ pub struct Line<'a> {
     pub name: &'a str,
     /// Its value and timestamp (a `-1` timestamp already replaced by `now`).
     pub point: Point,
-    /// `name` passed [`names::is_plain`], so it is its own canonical name and the caller
-    /// need not check it again. The parser sets it exactly (on the common path it ran that
-    /// check in place of a UTF-8 check); other producers may leave it false, meaning unchecked.
+    /// [`names::is_plain`] of `name`, so the caller need not run it again: a plain name is
+    /// its own canonical name. On the common path the parser ran that check in place of a
+    /// UTF-8 check.
     pub plain: bool,
 }
 
