@@ -86,7 +86,9 @@ fn flush_persists_everything_and_fetch_reads_files() {
         }
     }
     // Before flush: everything is served from the cache, no file needed.
-    let before = c.fetch("srv.m7.cpu", base - 10, None).unwrap();
+    // Both reads use the same `now`: a 10 s boundary passed between two
+    // `fetch(.., None)` calls would give the later window one more slot.
+    let before = c.fetch_at("srv.m7.cpu", base - 10, None, now).unwrap();
     c.flush().unwrap();
     let s = c.stats();
     assert_eq!(
@@ -95,7 +97,7 @@ fn flush_persists_everything_and_fetch_reads_files() {
         "{s:?}"
     );
     assert!(data.join("srv/m7/cpu.wsp").exists());
-    let after = c.fetch("srv.m7.cpu", base - 10, None).unwrap();
+    let after = c.fetch_at("srv.m7.cpu", base - 10, None, now).unwrap();
     assert_eq!(before.step, 10);
     assert_eq!(before.from, after.from);
     let known: Vec<f64> = after

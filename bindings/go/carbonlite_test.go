@@ -43,7 +43,7 @@ func TestAddFlushFetch(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "go", "a.wsp")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.Fetch("go.a", now-300, 0)
+	s, err := c.Fetch("go.a", now-300, now) // until 0 (now) could cross a minute: 6 values
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,8 @@ func Example() {
 	now := time.Now().Unix()
 	c.Add("app.requests", 42, now-60) // carbonlite.Now = the current time
 	c.AddString(fmt.Sprintf("app.errors 3 %d\napp.latency 0.25 %d\n", now, now))
-	c.Flush()                                     // every point is in its .wsp file
-	s, err := c.Fetch("app.requests", now-300, 0) // until 0 = now; NaN marks a gap
+	c.Flush()                                       // every point is in its .wsp file
+	s, err := c.Fetch("app.requests", now-300, now) // until 0 also means now; NaN marks a gap
 	fmt.Println(len(s.Values), s.Step, s.Values[3], err)
 	// Output: 5 60 42 <nil>
 }
