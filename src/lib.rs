@@ -4,8 +4,8 @@
 //! [`points::Point`]s, [`cache`] holds them sharded in memory, the [`persister`] writes them
 //! through the [`whisper`] engine into files laid out by [`schema`] and [`names`]. [`engine`]
 //! owns the whole pipeline; [`ffi`] is the C boundary and, with the whisper mmap, the
-//! cache's prefetch hint and the plaintext parser's ASCII name → `&str`, the only place
-//! allowed `unsafe`.
+//! cache's prefetch hint, the plaintext parser's ASCII name → `&str` and its SSE2 newline
+//! masks, the only place allowed `unsafe`.
 #![deny(unsafe_code)]
 
 pub mod cache;

@@ -1,6 +1,8 @@
 //! Wire bytes → [`crate::points::Point`]s. No I/O here: receivers hand buffers in, and the
 //! parsers call back per point so the hot path allocates nothing.
 
+#[allow(unsafe_code)] // SSE2 byte compares: see its docs
+mod mask;
 pub mod pickle;
 pub mod plain;
 
