@@ -199,13 +199,12 @@ fn check_whole(name: &str) -> Result<()> {
 /// only (no table), so the loop over a name vectorises.
 #[inline(always)]
 fn plain_byte(b: u8) -> bool {
+    // Neighbours share one range test: `0-9` and `:` (0x30..=0x3a), `-` and `.` (0x2d, 0x2e).
     ((b | 0x20).wrapping_sub(b'a') < 26)
-        | (b.wrapping_sub(b'0') < 10)
-        | (b == b'-')
+        | (b.wrapping_sub(b'0') < 11)
+        | (b.wrapping_sub(b'-') < 2)
         | (b == b'_')
-        | (b == b':')
         | (b == b'#')
-        | (b == b'.')
 }
 
 /// Whether `name` is certainly its own canonical form (the engine's `canonical_name` would
@@ -222,10 +221,36 @@ pub(crate) fn is_plain(name: &[u8]) -> bool {
     if name.len() > MAX_COMPONENT_LEN - WSP_SUFFIX.len() || first == b'.' || last == b'.' {
         return false;
     }
-    // `last` is not a dot, so pairing it with the `a` pad finds nothing.
-    !crate::parse::any_pair(name, b'a', |b, next| {
-        !plain_byte(b) | ((b == b'.') & (next == b'.'))
-    })
+    // 16-byte chunks 15 apart, the last one ending at the name's end, so every pair of
+    // neighbours shares a chunk; a short name is padded with `a`, which pairs with nothing.
+    let n = name.len();
+    let mut bad = [0u8; 16];
+    let mut check = |c: &[u8; 16]| {
+        let dot = c.map(|b| u8::from(b == b'.'));
+        // `dot` moved down a lane (a byte shift): lane k holds whether byte k + 1 is a dot.
+        let mut next_dot = [0u8; 16];
+        next_dot[..15].copy_from_slice(&dot[1..]);
+        for k in 0..16 {
+            bad[k] |= u8::from(!plain_byte(c[k])) | (dot[k] & next_dot[k]);
+        }
+    };
+    if n >= 16 {
+        // One call site, so the compiler emits one vector body for every chunk.
+        let mut at = 0;
+        loop {
+            let start = at.min(n - 16);
+            check(name[start..].first_chunk().expect("start + 16 <= n"));
+            if start == n - 16 {
+                break;
+            }
+            at += 15;
+        }
+    } else {
+        let mut padded = [b'a'; 16];
+        padded[..n].copy_from_slice(name);
+        check(&padded);
+    }
+    bad.iter().fold(0, |a, &b| a | b) == 0
 }
 
 /// Checks `name` exactly as [`metric_path`] would, without building the path: the ingest
@@ -375,6 +400,76 @@ mod tests {
         // The fast path must be taken for common names, not only be safe.
         assert!(is_plain(b"servers.host-01.cpu_0.user:x#y"));
         assert!(fast > total / 20, "{fast} of {total}");
+    }
+
+    /// `is_plain`'s chunked checks against a byte-at-a-time statement of the rule, at
+    /// every length and position around its 16-byte chunks (15 apart) and the padding of
+    /// short names.
+    #[test]
+    fn is_plain_matches_a_byte_loop() {
+        fn by_bytes(b: &[u8]) -> bool {
+            let set = |c: u8| c.is_ascii_alphanumeric() || b"-_:#.".contains(&c);
+            !b.is_empty()
+                && b.len() <= 251
+                && b[0] != b'.'
+                && b[b.len() - 1] != b'.'
+                && b.iter().all(|&c| set(c))
+                && !b.windows(2).any(|w| w == b"..")
+        }
+        for len in 1..=80 {
+            let base = vec![b'a'; len];
+            assert!(is_plain(&base), "{len}");
+            for i in 0..len {
+                for bad in [
+                    b' ', b'/', b';', b'+', b',', b'@', b'[', b'`', b'{', 0, 0x80, 0xff,
+                ] {
+                    let mut b = base.clone();
+                    b[i] = bad;
+                    assert!(!is_plain(&b), "{len} {i} {bad}");
+                }
+                let mut b = base.clone();
+                b[i] = b'.';
+                assert_eq!(is_plain(&b), by_bytes(&b), "{len} {i} dot");
+                if i + 1 < len {
+                    b[i + 1] = b'.';
+                    assert!(!is_plain(&b), "{len} {i} two dots");
+                }
+            }
+        }
+        let alphabet = b"aZ09.-_:#;/ \x80";
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 70) as usize;
+            let mut y = x;
+            let name: Vec<u8> = (0..len)
+                .map(|_| {
+                    y = y.rotate_right(7) ^ 0x9E37_79B9;
+                    // Mostly plain bytes, so long plain names come up too.
+                    let k = (y % 64) as usize;
+                    if k < 56 {
+                        alphabet[k % 8]
+                    } else {
+                        alphabet[k % alphabet.len()]
+                    }
+                })
+                .collect();
+            assert_eq!(
+                is_plain(&name),
+                by_bytes(&name),
+                "{:?}",
+                String::from_utf8_lossy(&name)
+            );
+        }
+        // Every byte value alone and inside a long name.
+        for c in 0..=255u8 {
+            let mut b = vec![b'x'; 40];
+            b[20] = c;
+            assert_eq!(is_plain(&[c]), by_bytes(&[c]), "{c}");
+            assert_eq!(is_plain(&b), by_bytes(&b), "{c}");
+        }
     }
 
     fn p(name: &str) -> Result<PathBuf> {
