@@ -338,7 +338,7 @@ impl Shard {
     /// Queues one point of `name` (`hash = hash_name(name)`). Returns true when the metric
     /// just became poppable (it had no queued points and nothing in flight), i.e. the
     /// writeout queue has new work.
-    #[inline]
+    #[inline(always)]
     pub fn add(&mut self, hash: u64, name: &str, p: Slot, generation: u64) -> bool {
         self.accepted += 1;
         if let Some(e) = self.map.find_mut(hash, |e| e.is(name.as_bytes())) {
