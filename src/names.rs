@@ -213,7 +213,7 @@ fn plain_byte(b: u8) -> bool {
 /// for any component to exceed `MAX_COMPONENT_LEN` with `.wsp`. Such a name is ASCII, so
 /// valid UTF-8: the plaintext parser uses this one vectorised pass in place of both the
 /// UTF-8 check and the general path's four passes.
-#[inline]
+#[inline(always)]
 pub(crate) fn is_plain(name: &[u8]) -> bool {
     let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
         return false;
