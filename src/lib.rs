@@ -30,6 +30,8 @@ pub mod receiver;
 pub mod schema;
 pub mod stats;
 pub mod tags;
+#[cfg(test)]
+mod test_rng;
 pub mod whisper;
 
 pub use error::{Error, Result};

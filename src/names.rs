@@ -338,6 +338,7 @@ fn tagged_path(data_dir: &Path, name: &str, mode: TaggedFileName) -> Result<Path
 mod tests {
     use super::*;
     use crate::error::Error;
+    use crate::test_rng::xorshift;
     use proptest::prelude::*;
     use std::path::Component;
 
@@ -359,9 +360,7 @@ mod tests {
             [vec![b'a'; 250], b".".to_vec(), vec![b'b'; 5]].concat(),
         ];
         for _ in 0..100_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let len = (x % 12) as usize;
             let mut y = x;
             names.push(
@@ -439,9 +438,7 @@ mod tests {
         let alphabet = b"aZ09.-_:#;/ \x80";
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let len = (x % 70) as usize;
             let mut y = x;
             let name: Vec<u8> = (0..len)

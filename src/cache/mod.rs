@@ -875,6 +875,7 @@ impl std::fmt::Debug for Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
 
     /// The sort is stable by shard, also when its scratch is reused across batches of
     /// different sizes (it is never cleared between them).
@@ -886,9 +887,7 @@ mod tests {
             let shards = 1 + (len % 61);
             let mut order: Vec<u64> = (0..len as u64)
                 .map(|i| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    xorshift(&mut x);
                     ((x % shards as u64) << 32) | i
                 })
                 .collect();
@@ -1234,9 +1233,7 @@ mod tests {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         (0..n)
             .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                xorshift(&mut x);
                 let name = format!("host{:02}.metric{}", x % 7, (x >> 8) % names as u64);
                 // Few timestamps, so the same (name, timestamp) is written many times.
                 (name, pt(((x >> 20) % 5) as i64, i as f64))

@@ -54,15 +54,14 @@ fn byte_loop_mask(bytes: &[u8], byte: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
 
     #[test]
     fn masks_match_a_byte_loop() {
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         for round in 0..2000 {
             let block: [u8; 64] = std::array::from_fn(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                xorshift(&mut x);
                 // Mostly a few values, so hits are common; sometimes any byte (0x80.. too).
                 if round % 2 == 0 {
                     b"\n a.\x8a"[(x % 5) as usize]

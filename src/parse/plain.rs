@@ -553,6 +553,7 @@ fn parse_plain_decimal(b: &[u8]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -868,9 +869,7 @@ mod tests {
         }
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let digits = format!("{}", x % 10u64.pow((x >> 60) as u32 + 1));
             let dot = (x >> 40) as usize % (digits.len() + 1);
             let sign = if x & 1 == 1 { "-" } else { "" };
@@ -941,9 +940,7 @@ mod tests {
         let mut x = 0x0DDB_1A5E_5BAD_5EEDu64;
         let alphabet = b"0123456789012345678901234567890123456789.-+e ";
         for i in 0..300_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let len = (x % 22) as usize;
             let text: Vec<u8> = (0..len)
                 .map(|k| alphabet[((x >> (k * 3 % 60)) as usize + k + i as usize) % alphabet.len()])
@@ -974,9 +971,7 @@ mod tests {
         }
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let len = (x % 11) as usize;
             values.push(
                 (0..len)
@@ -1003,9 +998,7 @@ mod tests {
     fn parse8_matches_parse_digits() {
         let mut x = 0x1234_5678_9ABC_DEF1u64;
         for i in 0..200_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let mut w = [0u8; 8];
             for (k, b) in w.iter_mut().enumerate() {
                 let r = (x >> (k * 8)) as u8;
