@@ -221,11 +221,10 @@ pub(crate) fn is_plain(name: &[u8]) -> bool {
     if name.len() > MAX_COMPONENT_LEN - WSP_SUFFIX.len() || first == b'.' || last == b'.' {
         return false;
     }
-    // 16-byte chunks 15 apart, the last one ending at the name's end, so every pair of
-    // neighbours shares a chunk; a short name is padded with `a`, which pairs with nothing.
-    let n = name.len();
+    // Chunks 15 apart, so every pair of neighbours shares one; the `a` padding of a short
+    // name pairs with nothing.
     let mut bad = [0u8; 16];
-    let mut check = |c: &[u8; 16]| {
+    crate::parse::for_chunks16(name, 15, b'a', |c| {
         let dot = c.map(|b| u8::from(b == b'.'));
         // `dot` moved down a lane (a byte shift): lane k holds whether byte k + 1 is a dot.
         let mut next_dot = [0u8; 16];
@@ -233,23 +232,7 @@ pub(crate) fn is_plain(name: &[u8]) -> bool {
         for k in 0..16 {
             bad[k] |= u8::from(!plain_byte(c[k])) | (dot[k] & next_dot[k]);
         }
-    };
-    if n >= 16 {
-        // One call site, so the compiler emits one vector body for every chunk.
-        let mut at = 0;
-        loop {
-            let start = at.min(n - 16);
-            check(name[start..].first_chunk().expect("start + 16 <= n"));
-            if start == n - 16 {
-                break;
-            }
-            at += 15;
-        }
-    } else {
-        let mut padded = [b'a'; 16];
-        padded[..n].copy_from_slice(name);
-        check(&padded);
-    }
+    });
     bad.iter().fold(0, |a, &b| a | b) == 0
 }
 

@@ -6,67 +6,68 @@ mod mask;
 pub mod pickle;
 pub mod plain;
 
-/// Whether `pred(b[i], b[i + 1])` holds for some `i` (the last byte is paired with `pad`),
-/// 16 pairs at a time: fixed-size chunks compile to SIMD compares even for slices as short
-/// as metric names, where a plain loop would run byte by byte (LLVM's vector loop wants
-/// 32 bytes or more). `pred(x, pad)` must be false for every byte `x` that can be paired
-/// with `pad`, which is how a short slice is padded.
+/// Calls `f` on 16-byte chunks that cover `b`: `stride` (at most 16) apart, the last one
+/// ending at `b`'s end, or once on `b` padded with `pad` when it is shorter than 16. Fixed-size
+/// chunks compile to SIMD compares even for slices as short as metric names, where a plain
+/// loop would run byte by byte (LLVM's vector loop wants 32 bytes or more). With a stride of
+/// 15 every pair of neighbouring bytes shares a chunk.
 #[inline(always)]
-pub(crate) fn any_pair(b: &[u8], pad: u8, pred: impl Fn(u8, u8) -> bool) -> bool {
-    // One lane per pair position, reduced once at the end (a reduction per chunk costs
-    // more than the compares).
-    let mut acc = [0u8; 16];
-    let mut check = |x: &[u8], y: &[u8]| {
-        if let (Ok(x), Ok(y)) = (<&[u8; 16]>::try_from(x), <&[u8; 16]>::try_from(y)) {
-            for k in 0..16 {
-                acc[k] |= u8::from(pred(x[k], y[k]));
-            }
-        }
-    };
+pub(crate) fn for_chunks16(b: &[u8], stride: usize, pad: u8, mut f: impl FnMut(&[u8; 16])) {
     let n = b.len();
-    let mut last = false;
-    if n > 16 {
-        let mut i = 0;
-        while i + 17 <= n {
-            check(&b[i..i + 16], &b[i + 1..i + 17]);
-            i += 16;
+    if n >= 16 {
+        // One call site, so the compiler emits one vector body for every chunk.
+        let mut at = 0;
+        loop {
+            let start = at.min(n - 16);
+            f(b[start..].first_chunk().expect("start + 16 <= n"));
+            if start == n - 16 {
+                break;
+            }
+            at += stride;
         }
-        // The last pairs again, overlapping: cheaper than padding, harmless for "any".
-        check(&b[n - 17..n - 1], &b[n - 16..]);
-        last = pred(b[n - 1], pad);
     } else {
-        let mut t = [pad; 17];
-        t[..n].copy_from_slice(b);
-        check(&t[..16], &t[1..]);
+        let mut padded = [pad; 16];
+        padded[..n].copy_from_slice(b);
+        f(&padded);
     }
-    last | (acc.iter().fold(0, |a, &x| a | x) != 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every byte is in some chunk, with a stride of 15 every neighbour pair too, and a
+    /// short slice comes padded.
     #[test]
-    fn any_pair_sees_every_pair_and_the_last_byte() {
-        for n in 0..80 {
-            // No hit anywhere.
-            let b = vec![b'a'; n];
-            assert!(!any_pair(&b, b'a', |x, y| x == b'.' && y == b'.'), "{n}");
-            assert!(!any_pair(&b, b'a', |x, _| x == b' '), "{n}");
-            for i in 0..n {
-                let mut b = vec![b'a'; n];
-                b[i] = b' ';
-                assert!(any_pair(&b, b'a', |x, _| x == b' '), "{n} {i}");
-                if i + 1 < n {
-                    b[i] = b'.';
-                    b[i + 1] = b'.';
-                    assert!(any_pair(&b, b'a', |x, y| x == b'.' && y == b'.'), "{n} {i}");
-                    b[i + 1] = b'a';
-                    assert!(
-                        !any_pair(&b, b'a', |x, y| x == b'.' && y == b'.'),
-                        "{n} {i}"
-                    );
+    fn chunks_cover_every_byte_and_pair() {
+        for n in 0..80usize {
+            let b: Vec<u8> = (1..=n as u8).collect();
+            for stride in [15, 16] {
+                let (mut bytes, mut pairs, mut calls) = (vec![false; n + 1], vec![false; n], 0);
+                for_chunks16(&b, stride, 0, |c| {
+                    calls += 1;
+                    for k in 0..16 {
+                        bytes[usize::from(c[k])] = true;
+                        if k < 15 && c[k] > 0 && c[k + 1] == c[k] + 1 {
+                            pairs[usize::from(c[k])] = true;
+                        }
+                    }
+                    if n < 16 {
+                        assert!(c[n..].iter().all(|&p| p == 0), "{n}: padding");
+                    }
+                });
+                assert!(bytes[1..].iter().all(|&s| s), "{n} {stride}: a byte missed");
+                if stride == 15 && n > 1 {
+                    assert!(pairs[1..n].iter().all(|&s| s), "{n}: a pair missed");
                 }
+                assert_eq!(
+                    calls,
+                    if n < 16 {
+                        1
+                    } else {
+                        (n - 16).div_ceil(stride) + 1
+                    }
+                );
             }
         }
     }

@@ -373,7 +373,13 @@ fn plain_str(name: &[u8]) -> Option<&str> {
 /// Whether `b` holds whitespace: space or 9..=13 (`\t`, `\n`, `\x0b`, `\x0c`, `\r`).
 #[inline(always)]
 fn has_ws(b: &[u8]) -> bool {
-    super::any_pair(b, b'a', |c, _| (c == b' ') | (c.wrapping_sub(9) < 5))
+    let mut acc = [0u8; 16];
+    super::for_chunks16(b, 16, b'a', |c| {
+        for k in 0..16 {
+            acc[k] |= u8::from((c[k] == b' ') | (c[k].wrapping_sub(9) < 5));
+        }
+    });
+    acc.iter().fold(0, |a, &x| a | x) != 0
 }
 
 /// Index of the last space in `line[..end]`. The value before the timestamp is short, so
