@@ -382,19 +382,25 @@ fn has_ws(b: &[u8]) -> bool {
     acc.iter().fold(0, |a, &x| a | x) != 0
 }
 
+/// The high bit of each byte of `w` that equals `byte`, no other bit (SWAR, exact: no
+/// carries cross bytes, unlike the shorter `(x - 0x01..) & !x` test).
+#[inline(always)]
+fn bytes_equal(w: u64, byte: u8) -> u64 {
+    const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let x = w ^ (u64::from(byte) * 0x0101_0101_0101_0101);
+    !(((x & LO7) + LO7) | x | LO7)
+}
+
 /// Index of the last space in `line[..end]`. The value before the timestamp is short, so
 /// one word usually holds that space: SWAR finds it without a byte loop.
 #[inline(always)]
 fn space_before(line: &[u8], end: usize) -> Option<usize> {
-    const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     if end >= 8
         && let Ok(w) = <[u8; 8]>::try_from(&line[end - 8..end])
     {
-        let x = u64::from_le_bytes(w) ^ 0x2020_2020_2020_2020;
-        // High bit set exactly in the bytes of `x` that are zero (no carries across bytes).
-        let zero = !(((x & LO7) + LO7) | x | LO7);
-        if zero != 0 {
-            return Some(end - 8 + (63 - zero.leading_zeros() as usize) / 8);
+        let spaces = bytes_equal(u64::from_le_bytes(w), b' ');
+        if spaces != 0 {
+            return Some(end - 8 + (63 - spaces.leading_zeros() as usize) / 8);
         }
     }
     memchr::memrchr(b' ', &line[..end])
@@ -475,7 +481,6 @@ fn plain_line(line: &[u8]) -> Option<(usize, Point)> {
 /// checks and converts the eight digits left. It takes exactly what the loop takes.
 #[inline(always)]
 fn value_at(line: &[u8], start: usize, end: usize) -> Option<f64> {
-    const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     let neg = line.get(start) == Some(&b'-');
     let first = start + usize::from(neg);
@@ -489,9 +494,7 @@ fn value_at(line: &[u8], start: usize, end: usize) -> Option<f64> {
         .checked_shr(8 * len as u32)
         .map_or(u64::MAX, |r| !r);
     let w = (word & keep) | (ZEROS & !keep);
-    let x = w ^ 0x2E2E_2E2E_2E2E_2E2E;
-    // High bit set exactly in the dot bytes (no carries across bytes).
-    let dots = !(((x & LO7) + LO7) | x | LO7);
+    let dots = bytes_equal(w, b'.');
     let (digits, frac) = if dots == 0 {
         (w, 0)
     } else {
@@ -958,6 +961,26 @@ mod tests {
                 String::from_utf8_lossy(&text)
             );
         }
+    }
+
+    /// Exact for every byte value, including bytes just above a match (where the shorter
+    /// borrow-based test reports false hits).
+    #[test]
+    fn bytes_equal_marks_exactly_the_equal_bytes() {
+        let mut x = 0x853C_49E6_748F_EA9Bu64;
+        for _ in 0..100_000 {
+            let b = xorshift(&mut x).to_le_bytes();
+            for byte in [b' ', b'.', b[3], b[0].wrapping_add(1), 0, 0x80, 0xff] {
+                let want = (0..8).fold(0u64, |m, k| m | (u64::from(b[k] == byte) << (8 * k + 7)));
+                assert_eq!(
+                    bytes_equal(u64::from_le_bytes(b), byte),
+                    want,
+                    "{b:?} {byte}"
+                );
+            }
+        }
+        let w = u64::from_le_bytes(*b".\x01.\x2f-.x.");
+        assert_eq!(bytes_equal(w, b'.'), 0x8000_8000_0080_0080);
     }
 
     /// The one-word value parser against the loop, on every value of up to 5 bytes over
