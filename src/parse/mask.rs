@@ -9,7 +9,7 @@
 /// Bit `k` set exactly when `block[k] == byte`.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
-pub(crate) fn eq_mask64(block: &[u8; 64], byte: u8) -> u64 {
+fn eq_mask64(block: &[u8; 64], byte: u8) -> u64 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
     };
@@ -29,7 +29,7 @@ pub(crate) fn eq_mask64(block: &[u8; 64], byte: u8) -> u64 {
 /// Bit `k` set exactly when `block[k] == byte`.
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
-pub(crate) fn eq_mask64(block: &[u8; 64], byte: u8) -> u64 {
+fn eq_mask64(block: &[u8; 64], byte: u8) -> u64 {
     byte_loop_mask(block, byte)
 }
 
