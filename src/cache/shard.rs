@@ -232,8 +232,11 @@ pub(crate) struct Flight {
 /// the spilled points' vector, the second the first points themselves with their count, so
 /// a metric with a few points touches no memory outside its entry.
 ///
-/// No stored hash: the table's 7-bit tags already skip 127 of 128 other keys, and an inline
-/// name is compared in the same cache line (the entry's last 8 bytes are alignment padding).
+/// The hash is stored in what would be the last 8 bytes of alignment padding, for the
+/// table's growth and in-place rehash (after removals, which every persisted metric causes):
+/// those run over every entry, and hashing each name again cost them as much as the moves.
+/// Lookups need no stored hash: the table's 7-bit tags already skip 127 of 128 other keys,
+/// and an inline name is compared in the same cache line.
 #[repr(C, align(64))]
 pub(crate) struct Entry {
     name: Name,
@@ -244,6 +247,8 @@ pub(crate) struct Entry {
     /// At most one batch per metric is in flight, so two persisters never race on a file
     /// with the older batch landing last.
     flight: Option<Box<Flight>>,
+    /// `hash_name(name)`.
+    hash: u64,
 }
 
 impl Entry {
@@ -257,7 +262,8 @@ impl Entry {
     }
 
     fn hash(&self) -> u64 {
-        hash_name(self.name.as_bytes())
+        debug_assert_eq!(self.hash, hash_name(self.name.as_bytes()));
+        self.hash
     }
 
     /// Every cached point, raw: in-flight points first, then queued, so a later element is
@@ -396,6 +402,7 @@ impl Shard {
                 queued,
                 generation,
                 flight: None,
+                hash,
             },
             Entry::hash,
         );
@@ -930,6 +937,49 @@ mod tests {
         assert_eq!(s.oldest_generation(), None);
         assert_eq!(s.in_flight, 0);
         assert_eq!(s.accepted, 3);
+    }
+
+    /// Entries keep their hash through the table's growth and through the in-place rehash
+    /// that removals (one per persisted metric) lead to: every name stays findable.
+    #[test]
+    fn entries_survive_growth_and_rehash_after_removals() {
+        let now = Instant::now();
+        let mut s = Shard::default();
+        let name = |i: usize| format!("servers.host{i:04}.cpu.user");
+        let mut live = std::collections::BTreeSet::new();
+        for round in 0..6 {
+            for i in round * 500..round * 500 + 1000 {
+                let n = name(i);
+                s.add(hash_name(n.as_bytes()), &n, sl(i as i64, 1.0), 0);
+                live.insert(i);
+            }
+            // Persist every other live metric: pop + confirm removes its entry.
+            for i in live
+                .iter()
+                .copied()
+                .filter(|i| i % 2 == round % 2)
+                .collect::<Vec<_>>()
+            {
+                let n = name(i);
+                let h = hash_name(n.as_bytes());
+                let key = Key {
+                    hash: h,
+                    name: Name::new(&n),
+                };
+                let (_, ticket) = s.pop(&key, now).expect("queued");
+                s.confirm(h, &n, ticket).expect("in flight");
+                live.remove(&i);
+            }
+            assert_eq!(s.metrics(), live.len());
+            for &i in &live {
+                let n = name(i);
+                let got = s.get_raw(hash_name(n.as_bytes()), &n);
+                assert!(
+                    got.is_some_and(|p| p.iter().any(|p| p.timestamp == i as i64)),
+                    "{n}"
+                );
+            }
+        }
     }
 
     #[test]
