@@ -2,7 +2,8 @@
 //! lines/s). The persister is off so only parsing + name checks + cache insertion are
 //! measured. `cargo bench --bench ingest`; `INGEST_FIXED=<rounds>` runs a fixed number of
 //! 100k-line rounds instead, for profiling (add `INGEST_STEADY=1` for the steady variant),
-//! and prints the lines/s of the add calls alone.
+//! and prints the lines/s of the add calls alone, then split into rounds of new metrics (a
+//! handle's first) and of cached ones.
 //!
 //! Two ids:
 //! - `100k_distinct_metrics_1_thread`: one handle for the whole run, so the cache grows
@@ -109,6 +110,9 @@ fn bench(c: &mut Criterion) {
     {
         let steady = std::env::var_os("INGEST_STEADY").is_some_and(|v| v != "0");
         let mut timed = Duration::ZERO;
+        // Each handle's first round (every metric new) apart from the rest (every metric
+        // already cached): they cost very differently, and only the first touches fresh memory.
+        let (mut first, mut first_rounds) = (Duration::ZERO, 0);
         for (r, buf) in rounds.iter().cycle().take(n).enumerate() {
             if steady {
                 reopen_if_full(&mut h, &d, r);
@@ -116,9 +120,15 @@ fn bench(c: &mut Criterion) {
             let t = Instant::now();
             // SAFETY: live handle, valid buffer.
             let got = unsafe { carbon_add_line(h, buf.as_ptr().cast(), buf.len()) };
-            timed += t.elapsed();
+            let took = t.elapsed();
+            timed += took;
+            if r % STEADY_ROUNDS == 0 && (steady || r == 0) {
+                first += took;
+                first_rounds += 1;
+            }
             assert_eq!(got, METRICS as i64);
         }
+        let rate = |rounds: usize, d: Duration| (rounds * METRICS) as f64 / d.as_secs_f64() / 1e6;
         // SAFETY: live handle, not used again.
         unsafe { carbon_close(h) };
         let (mem, lines) = probe_setup();
@@ -131,10 +141,18 @@ fn bench(c: &mut Criterion) {
         // The add calls alone, as the criterion ids time them.
         println!(
             "{n} rounds: {:.2} M lines/s in carbon_add_line ({:.3} s); memory probe {:.1} M random line reads/s",
-            (n * METRICS) as f64 / timed.as_secs_f64() / 1e6,
+            rate(n, timed),
             timed.as_secs_f64(),
             (passes * PROBE_READS) as f64 / probe.as_secs_f64() / 1e6
         );
+        if first_rounds < n {
+            println!(
+                "  new metrics (a handle's first round, {first_rounds}): {:.2} M lines/s; cached metrics (the other {}): {:.2} M lines/s",
+                rate(first_rounds, first),
+                n - first_rounds,
+                rate(n - first_rounds, timed - first)
+            );
+        }
         return;
     }
     let mut g = c.benchmark_group("carbon_add_line");
