@@ -59,9 +59,9 @@ check: all
 	rm -rf $(BUILD)/data
 	$(BUILD)/wrapper_test $(BUILD)/data/wrapper
 	$(BUILD)/wrapper_test-shared $(BUILD)/data/wrapper-shared
-	$(BUILD)/hello $(BUILD)/data/hello
-	$(BUILD)/hello-shared $(BUILD)/data/hello-shared
-	$(BUILD)/hello-cpp $(BUILD)/data/hello-cpp
+	tests/cpp/run_example.sh '^hello.world = 42 ' $(BUILD)/hello $(BUILD)/data/hello
+	tests/cpp/run_example.sh '^hello.world = 42 ' $(BUILD)/hello-shared $(BUILD)/data/hello-shared
+	tests/cpp/run_example.sh '^app.requests 42 ' $(BUILD)/hello-cpp $(BUILD)/data/hello-cpp
 	@if ldd $(BUILD)/hello | grep -q carbonlite; then echo "static hello needs libcarbonlite.so"; exit 1; fi
 	tests/cpp/check_collector.sh $(BUILD)/collector
 

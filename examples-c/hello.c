@@ -15,7 +15,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "add/flush: %s\n", carbon_last_error()); carbon_close(c); return 1;
     }
     whisper_series s;
-    if (whisper_fetch(c, "hello.world", now - 120, 0, &s) != 0) {
+    if (whisper_fetch(c, "hello.world", now - 120, now, &s) != 0) {
         fprintf(stderr, "fetch: %s\n", carbon_last_error()); carbon_close(c); return 1;
     }
     printf("hello.world = %g (%zu values, step %lld)\n", s.values[s.len - 1], s.len, (long long)s.step);

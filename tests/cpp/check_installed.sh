@@ -20,12 +20,12 @@ ${CXX:-c++} -std=c++17 -Wall -Wextra -Werror "$root/examples-c/hello.cpp" -o "$t
 # (ldd's output is captured first: `ldd | grep -q` under pipefail fails when grep exits early.)
 deps=$(ldd "$tmp/hello")
 [[ $deps == *"$libdir/libcarbonlite.so"* ]] || { echo "$deps"; echo "hello does not use the installed .so"; exit 1; }
-"$tmp/hello" "$tmp/data-c"
-"$tmp/hello-cpp" "$tmp/data-cpp"
+"$root/tests/cpp/run_example.sh" '^hello.world = 42 ' "$tmp/hello" "$tmp/data-c"
+"$root/tests/cpp/run_example.sh" '^app.requests 42 ' "$tmp/hello-cpp" "$tmp/data-cpp"
 # Static: the .a plus Libs.private.
 ${CC:-cc} -std=c11 "$root/examples-c/hello.c" -o "$tmp/hello-static" $(pkg-config --cflags carbonlite) \
   "$libdir/libcarbonlite.a" $(pkg-config --libs-only-l --static carbonlite | sed 's/-lcarbonlite//')
 deps=$(ldd "$tmp/hello-static")
 if [[ $deps == *carbonlite* ]]; then echo "static hello needs the .so"; exit 1; fi
-"$tmp/hello-static" "$tmp/data-static"
+"$root/tests/cpp/run_example.sh" '^hello.world = 42 ' "$tmp/hello-static" "$tmp/data-static"
 echo "installed copy under $prefix: ok (pkg-config $(pkg-config --modversion carbonlite))"
