@@ -368,7 +368,7 @@ impl Shared {
     #[inline(never)]
     fn canonical_name_slow<'a>(&self, metric: &'a str) -> Result<Cow<'a, str>> {
         let name: Cow<'a, str> = if tags::is_tagged(metric) {
-            Cow::Owned(tags::normalize(metric)?)
+            tags::normalize_cow(metric)?
         } else {
             Cow::Borrowed(metric)
         };
