@@ -86,6 +86,11 @@ impl AddLinesOutcome {
 /// batch (40 bytes a point) stays within a large L2.
 const ADD_CHUNK: usize = 16384;
 
+/// Bytes of renamed names one `add_lines` call keeps for its batches (see `add_parsed`):
+/// a megabyte read off a socket fits, a gigabyte buffer from the C API does not grow the
+/// arena past this.
+const RENAMED_BYTES: usize = 1 << 20;
+
 /// An embedded carbon node. Every method takes `&self` and is safe to call from any number of
 /// threads at once.
 #[derive(Debug)]
@@ -499,8 +504,10 @@ impl Shared {
 
     /// Names through `canonical_name` (its quick check answered by `Line::plain`), points
     /// into the cache in `ADD_CHUNK` batches; a parse error (counted in `parse_errors`) or a
-    /// renamed or refused metric flushes the batch first, so outcomes follow input order.
-    /// `hint` sizes the batch.
+    /// refused metric flushes the batch first, so outcomes follow input order. A renamed
+    /// metric (tags to sort, a name the policy cleans) joins the batch under its new name,
+    /// kept in an arena, until the call has renamed `RENAMED_BYTES`; after that each one
+    /// flushes the batch and goes alone. `hint` sizes the batch.
     fn add_parsed<'a>(
         &self,
         parsed: impl Iterator<Item = Result<plain::Line<'a>>>,
@@ -508,6 +515,7 @@ impl Shared {
         wait: bool,
     ) -> AddLinesOutcome {
         let mut out = AddLinesOutcome::default();
+        let renamed = bumpalo::Bump::new();
         let mut batch = AddBatch::with_capacity(ADD_CHUNK.min(hint));
         let mut parse_errors = 0;
         for line in parsed {
@@ -534,8 +542,15 @@ impl Shared {
                         self.add_batch(&mut batch, &mut out, wait);
                     }
                 }
+                // The batch keeps push order per metric, so earlier points of the same metric
+                // stay first either way.
+                Ok(Cow::Owned(name)) if renamed.allocated_bytes() < RENAMED_BYTES => {
+                    batch.push(renamed.alloc_str(&name), p);
+                    if batch.len() >= ADD_CHUNK {
+                        self.add_batch(&mut batch, &mut out, wait);
+                    }
+                }
                 Ok(Cow::Owned(name)) => {
-                    // Earlier points of the same metric may be in the batch: keep their order.
                     self.add_batch(&mut batch, &mut out, wait);
                     out.record(self.add_one(&name, p, wait));
                 }

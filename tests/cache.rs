@@ -403,10 +403,25 @@ fn add_throughput_small() {
 }
 
 /// `Carbon::add_lines` batches points into the cache; across batch boundaries, names the
-/// policy rewrites (so added one by one) and bad lines, the newest write of a timestamp must
-/// still win and every outcome must follow line order.
+/// policy rewrites or whose tags need sorting (renamed, and batched under their new name)
+/// and bad lines, the newest write of a timestamp must still win and every outcome must
+/// follow line order.
 #[test]
 fn add_lines_batches_keep_line_order() {
+    line_order_holds(20_000, "");
+}
+
+/// The same past the bytes of renamed names one call batches (1 MiB): later renamed
+/// names go one by one, with the same outcome.
+#[test]
+fn add_lines_keep_line_order_past_the_renamed_names_arena() {
+    line_order_holds(42_000, &format!("{}.", "p".repeat(200)));
+}
+
+/// Adds `lines` lines of one clean and one sanitised spelling of `s.<pad>x`, an unsorted
+/// and a sorted spelling of one tagged series, 50 other metrics and a few bad lines, over
+/// the same 30 timestamps; then checks that each timestamp holds its last line's value.
+fn line_order_holds(lines: i64, pad: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = carbonlite::config::Config::embedded(dir.path())
         .apply_toml("[whisper]\nenabled = false\n[cache]\nmax-size = 0\n[common]\nname-policy = \"sanitize\"\n", "<test>")
@@ -414,8 +429,8 @@ fn add_lines_batches_keep_line_order() {
     let c = carbonlite::engine::Carbon::open(cfg).unwrap();
     let now = carbonlite::points::unix_now() / 60 * 60;
     let mut buf = String::new();
-    let lines = 20_000;
     let bad = |i: i64| i % 5000 == 2;
+    let mut renamed_bytes = 0;
     for i in 0..lines {
         // Same 30 timestamps over and over: the last line of each wins.
         let ts = now - 60 * (i % 30);
@@ -425,17 +440,30 @@ fn add_lines_batches_keep_line_order() {
         }
         match i % 7 {
             // A clean name: goes through the batch.
-            0 => buf.push_str(&format!("s.x {i} {ts}\n")),
-            // Same series after sanitising: added on its own, between batches.
-            1 => buf.push_str(&format!("s..x {i} {ts}\n")),
+            0 => buf.push_str(&format!("s.{pad}x {i} {ts}\n")),
+            // Same series after sanitising.
+            1 => {
+                buf.push_str(&format!("s..{pad}x {i} {ts}\n"));
+                renamed_bytes += pad.len() + 3;
+            }
+            // One tagged series, tags out of order (normalised) and in order.
+            2 => buf.push_str(&format!("t;b=1;a=2 {i} {ts}\n")),
+            3 => buf.push_str(&format!("t;a=2;b=1 {i} {ts}\n")),
             _ => buf.push_str(&format!("m.{} {i} {ts}\n", i % 50)),
         }
     }
+    let bad_lines = (0..lines).filter(|&i| bad(i)).count() as u64;
     let r = c.add_lines(buf.as_bytes());
-    assert_eq!(r.rejected, 4, "{:?}", r.first_error);
-    assert_eq!(r.accepted, lines as u64 - 4);
+    assert_eq!(r.rejected, bad_lines, "{:?}", r.first_error);
+    assert_eq!(r.accepted, lines as u64 - bad_lines);
     assert!(r.first_error.unwrap().to_string().contains("bad line"));
     assert_eq!(c.stats().cache_size, r.accepted);
+    if !pad.is_empty() {
+        assert!(
+            renamed_bytes > 1 << 20,
+            "{renamed_bytes}: the arena's limit is not reached"
+        );
+    }
     let newest = |want: &dyn Fn(i64) -> bool| {
         let mut last = std::collections::HashMap::new();
         for i in 0..lines {
@@ -452,6 +480,7 @@ fn add_lines_batches_keep_line_order() {
             assert_eq!(s.values[slot], v, "{metric} at {ts}");
         }
     };
-    check("s.x", newest(&|i| i % 7 <= 1));
-    check("m.3", newest(&|i| i % 7 > 1 && i % 50 == 3));
+    check(&format!("s.{pad}x"), newest(&|i| i % 7 <= 1));
+    check("t;a=2;b=1", newest(&|i| i % 7 == 2 || i % 7 == 3));
+    check("m.3", newest(&|i| i % 7 > 3 && i % 50 == 3));
 }
