@@ -3,7 +3,8 @@
 //! measured. `cargo bench --bench ingest`; `INGEST_FIXED=<rounds>` runs a fixed number of
 //! 100k-line rounds instead, for profiling (add `INGEST_STEADY=1` for the steady variant),
 //! and prints the lines/s of the add calls alone, then split into rounds of new metrics (a
-//! handle's first) and of cached ones.
+//! handle's first) and of cached ones. `INGEST_NAMES=tagged|tagged-unsorted` sends tagged
+//! names.
 //!
 //! Two ids:
 //! - `100k_distinct_metrics_1_thread`: one handle for the whole run, so the cache grows
@@ -85,18 +86,21 @@ fn bench(c: &mut Criterion) {
     let d = CString::new(dir.path().to_str().unwrap()).unwrap();
     let mut h = open(&d);
     // 10 buffers of 100k lines each (one point per metric), new timestamps every round.
+    // `INGEST_NAMES=tagged` (tags in carbon's order) or `tagged-unsorted` (every name needs
+    // normalising) sends Graphite 1.1 tagged names instead.
+    let names = std::env::var("INGEST_NAMES").unwrap_or_default();
     let base = 1_700_000_000i64;
     let rounds: Vec<Vec<u8>> = (0..10)
         .map(|r| {
             let mut s = String::with_capacity(METRICS * 48);
             for m in 0..METRICS {
-                s.push_str(&format!(
-                    "bench.host{}.cpu{}.value {}.5 {}\n",
-                    m % 100,
-                    m / 100,
-                    m,
-                    base + r * 10
-                ));
+                let (host, cpu) = (m % 100, m / 100);
+                let name = match names.as_str() {
+                    "tagged" => format!("bench.value;cpu=cpu{cpu};host=host{host}"),
+                    "tagged-unsorted" => format!("bench.value;host=host{host};cpu=cpu{cpu}"),
+                    _ => format!("bench.host{host}.cpu{cpu}.value"),
+                };
+                s.push_str(&format!("{name} {m}.5 {}\n", base + r * 10));
             }
             s.into_bytes()
         })
