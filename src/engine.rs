@@ -372,11 +372,8 @@ impl Shared {
 
     #[inline(never)]
     fn canonical_name_slow<'a>(&self, metric: &'a str) -> Result<Cow<'a, str>> {
-        let name: Cow<'a, str> = if tags::is_tagged(metric) {
-            tags::normalize_cow(metric)?
-        } else {
-            Cow::Borrowed(metric)
-        };
+        // Borrowed unless tags need normalising (an untagged name always is).
+        let name = tags::normalize_cow(metric)?;
         let name = match names::apply_policy(self.config.common.name_policy, &name)? {
             Cow::Borrowed(_) => name,
             Cow::Owned(s) => Cow::Owned(s),
