@@ -51,18 +51,14 @@ fn is_canonical(name: &str) -> bool {
     }
     let mut prev: Option<(&str, &str)> = None;
     for piece in pieces {
-        let Some((tag, value)) = split_once_ascii(piece, b'=') else {
+        // A refused piece is left for `normalize` to report.
+        let Ok((tag, _)) = split_piece(name, piece) else {
             return false;
         };
-        let valid = !tag.is_empty()
-            && !value.is_empty()
-            && !tag.bytes().any(|b| b == b'!' || b == b'^')
-            && !value.starts_with('~')
-            && tag != "name";
         // Pieces sort as whole strings. Strings between two that share the prefix `tag=`
         // share it too, so a duplicate tag would sit right after its first piece.
         let in_order = prev.is_none_or(|(p, t)| p < piece && t != tag);
-        if !valid || !in_order {
+        if tag == "name" || !in_order {
             return false;
         }
         prev = Some((piece, tag));
@@ -93,6 +89,38 @@ fn whole_piece<'a>(tag: &'a str, value: &'a str) -> impl Iterator<Item = u8> + '
     tag.bytes().chain([b'=']).chain(value.bytes())
 }
 
+/// One `tag=value` piece of `name`, split at its first `=`, or carbon's reason to refuse it.
+fn split_piece<'a>(name: &str, piece: &'a str) -> Result<(&'a str, &'a str)> {
+    let Some((tag, value)) = split_once_ascii(piece, b'=') else {
+        return Err(name_error(
+            name,
+            format!("tag segment {piece:?} is not tag=value"),
+        ));
+    };
+    if tag.is_empty() {
+        return Err(name_error(
+            name,
+            format!("empty tag name in segment {piece:?}"),
+        ));
+    }
+    if value.is_empty() {
+        return Err(name_error(name, format!("value for tag {tag:?} is empty")));
+    }
+    if let Some(c) = tag.chars().find(|c| matches!(c, '!' | '^')) {
+        return Err(name_error(
+            name,
+            format!("character {c:?} is not allowed in tag {tag:?}"),
+        ));
+    }
+    if value.starts_with('~') {
+        return Err(name_error(
+            name,
+            format!("value of tag {tag:?} starts with '~'"),
+        ));
+    }
+    Ok((tag, value))
+}
+
 /// carbon's canonical form of a tagged name; untagged names come back unchanged.
 pub fn normalize(name: &str) -> Result<String> {
     if !is_tagged(name) {
@@ -105,33 +133,7 @@ pub fn normalize(name: &str) -> Result<String> {
     }
     let mut tags: Vec<(&str, &str)> = Vec::new();
     for piece in pieces {
-        let Some((tag, value)) = split_once_ascii(piece, b'=') else {
-            return Err(name_error(
-                name,
-                format!("tag segment {piece:?} is not tag=value"),
-            ));
-        };
-        if tag.is_empty() {
-            return Err(name_error(
-                name,
-                format!("empty tag name in segment {piece:?}"),
-            ));
-        }
-        if value.is_empty() {
-            return Err(name_error(name, format!("value for tag {tag:?} is empty")));
-        }
-        if let Some(c) = tag.chars().find(|c| matches!(c, '!' | '^')) {
-            return Err(name_error(
-                name,
-                format!("character {c:?} is not allowed in tag {tag:?}"),
-            ));
-        }
-        if value.starts_with('~') {
-            return Err(name_error(
-                name,
-                format!("value of tag {tag:?} starts with '~'"),
-            ));
-        }
+        let (tag, value) = split_piece(name, piece)?;
         match tags.iter_mut().find(|(t, _)| *t == tag) {
             Some(slot) => slot.1 = value,
             None => tags.push((tag, value)),
