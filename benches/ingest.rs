@@ -3,7 +3,8 @@
 //! measured. `cargo bench --bench ingest`; `INGEST_FIXED=<rounds>` runs a fixed number of
 //! 100k-line rounds instead, for profiling (add `INGEST_STEADY=1` for the steady variant),
 //! and prints the lines/s of the add calls alone, then split into rounds of new metrics (a
-//! handle's first) and of cached ones. `INGEST_NAMES=tagged|tagged-unsorted` sends tagged
+//! handle's first) and of cached ones, and per round of a handle (the 4th is each metric's
+//! first spill past its inline points). `INGEST_NAMES=tagged|tagged-unsorted` sends tagged
 //! names.
 //!
 //! Two ids:
@@ -117,6 +118,8 @@ fn bench(c: &mut Criterion) {
         // Each handle's first round (every metric new) apart from the rest (every metric
         // already cached): they cost very differently, and only the first touches fresh memory.
         let (mut first, mut first_rounds) = (Duration::ZERO, 0);
+        // Steady runs also per round of a handle (its k-th round holds k points a metric).
+        let mut by_round = [(Duration::ZERO, 0usize); STEADY_ROUNDS];
         for (r, buf) in rounds.iter().cycle().take(n).enumerate() {
             if steady {
                 reopen_if_full(&mut h, &d, r);
@@ -126,6 +129,8 @@ fn bench(c: &mut Criterion) {
             let got = unsafe { carbon_add_line(h, buf.as_ptr().cast(), buf.len()) };
             let took = t.elapsed();
             timed += took;
+            by_round[r % STEADY_ROUNDS].0 += took;
+            by_round[r % STEADY_ROUNDS].1 += 1;
             if r % STEADY_ROUNDS == 0 && (steady || r == 0) {
                 first += took;
                 first_rounds += 1;
@@ -155,6 +160,14 @@ fn bench(c: &mut Criterion) {
                 rate(first_rounds, first),
                 n - first_rounds,
                 rate(n - first_rounds, timed - first)
+            );
+            let each: Vec<String> = by_round
+                .iter()
+                .map(|&(d, k)| format!("{:.1}", rate(k, d)))
+                .collect();
+            println!(
+                "  per round of a handle, 1st to {STEADY_ROUNDS}th (M lines/s): {}",
+                each.join(" ")
             );
         }
         return;
