@@ -161,6 +161,9 @@ fn bench(c: &mut Criterion) {
                 n - first_rounds,
                 rate(n - first_rounds, timed - first)
             );
+        }
+        // Without `INGEST_STEADY` one handle takes every round: no per-handle rounds to show.
+        if steady && n >= STEADY_ROUNDS {
             let each: Vec<String> = by_round
                 .iter()
                 .map(|&(d, k)| format!("{:.1}", rate(k, d)))
