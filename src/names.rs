@@ -188,7 +188,7 @@ fn check_whole(name: &str) -> Result<()> {
             format!("{} bytes, over {MAX_NAME_LEN}", name.len()),
         ));
     }
-    if name.as_bytes().contains(&0) {
+    if memchr::memchr(0, name.as_bytes()).is_some() {
         return Err(name_error(name, "NUL byte in name"));
     }
     Ok(())

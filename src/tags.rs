@@ -16,7 +16,9 @@ const ERR_NAME_MAX: usize = 200;
 
 /// Whether `name` carries tags, i.e. takes the tagged path on disk.
 pub fn is_tagged(name: &str) -> bool {
-    name.as_bytes().contains(&b';')
+    // The `memchr` crate's vector search: core's `contains` goes a word at a time, ~90
+    // instructions for a 40-byte name, and a tagged line used to run three such scans.
+    memchr::memchr(b';', name.as_bytes()).is_some()
 }
 
 pub(crate) fn name_error(name: &str, reason: impl Into<String>) -> Error {
