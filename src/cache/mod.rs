@@ -424,19 +424,18 @@ impl Cache {
         // ahead across shard runs, where the entries' can only start once a run's lock is
         // held. Started per run, the first AHEAD names of each (half of a run of the usual
         // 16 points) were waited for in full.
-        let name_of = |k: usize| items[(order[k] & u64::from(u32::MAX)) as usize].name;
-        for k in 0..order.len().min(AHEAD) {
-            prefetch::prefetch(name_of(k).as_ptr());
+        let item = |o: u64| &items[(o & u64::from(u32::MAX)) as usize];
+        for &o in order.iter().take(AHEAD) {
+            prefetch::prefetch(item(o).name.as_ptr());
         }
         let mut rest = &order[..];
         while let Some(&first) = rest.first() {
-            let done = order.len() - rest.len();
             let shard_no = first >> 32;
             let run = rest
                 .iter()
                 .position(|&o| o >> 32 != shard_no)
                 .unwrap_or(rest.len());
-            let at = |j: usize| &items[(rest[j] & u64::from(u32::MAX)) as usize];
+            let at = |j: usize| item(rest[j]);
             if let Some(&next) = rest.get(run) {
                 // The next run's lock word and table header: the one part of another shard
                 // this may touch before holding its lock (a hint reads nothing).
@@ -464,8 +463,9 @@ impl Cache {
                 // The name `add` compares with the entry's: input that parsing read a chunk
                 // ago, often out of L2 by now (points go in shard order). Both ends, as a
                 // name of 20-40 bytes often straddles two cache lines.
-                if let Some(k) = Some(done + j + AHEAD).filter(|&k| k < order.len()) {
-                    let name = name_of(k);
+                // `rest` runs on past this run, to the end of the batch.
+                if let Some(&o) = rest.get(j + AHEAD) {
+                    let name = item(o).name;
                     prefetch::prefetch(name.as_ptr());
                     prefetch::prefetch(name.as_ptr().wrapping_add(name.len().saturating_sub(1)));
                 }
